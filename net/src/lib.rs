@@ -1,0 +1,1 @@
+//! ringcast-net: carries ringcast rings between nodes over QUIC.

@@ -1,0 +1,2 @@
+//! The `ringcast` command line.
+fn main() {}
