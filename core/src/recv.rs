@@ -47,7 +47,15 @@ pub(crate) fn try_recv<S: Source>(
     match position {
         Position::Waiting if closed => Err(TryRecvError::Closed),
         Position::Waiting => Err(TryRecvError::Empty),
-        Position::Expired { oldest } => Err(expire(cursor, oldest)),
+        // Not `oldest`: that is where the *index* starts, and in the byte
+        // ring the bytes of the messages there may be reused already.
+        // `resume_after` lands on the oldest message that is intact, so one
+        // expiry is reported, not two in a row.
+        Position::Expired { oldest } => {
+            let resume = src.resume_after(seq);
+            debug_assert!(resume >= oldest, "head went backwards");
+            Err(expire(cursor, resume))
+        }
         Position::Readable => {
             if let Some(out) = src.read(seq, buf) {
                 *cursor = seq + 1;

@@ -64,7 +64,9 @@ mod producer;
 pub use consumer::{AckPolicy, ConsumerSession, Event, Events, Outcome};
 pub use decode::{decode_body, decode_frame, decode_header, DecodeError, Decoder};
 pub use error::{ErrorCode, ProtocolError};
-pub use frame::{EncodeError, Encoder, Field, Frame, FrameType, Limits, HEADER_LEN, HELLO_MAX_BODY};
+pub use frame::{
+    EncodeError, Encoder, Field, Frame, FrameType, Limits, HEADER_LEN, HELLO_MAX_BODY,
+};
 pub use producer::{Handshake, ProducerSession, RingView};
 
 /// The protocol version this crate speaks, sent in [`Frame::Hello`].
@@ -89,4 +91,41 @@ pub struct Cursor {
     /// `epoch` below it (from the consumer's starting point) was delivered or
     /// reported as missed.
     pub next_seq: u64,
+}
+
+/// Helpers shared by the protocol's unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// A small deterministic xorshift generator: reproducible "random"
+    /// chunkings, inputs and schedules without a dependency.
+    pub(crate) struct Rng(u64);
+
+    impl Rng {
+        pub(crate) fn new(seed: u64) -> Self {
+            Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+        }
+
+        pub(crate) fn next_u64(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+
+        /// Uniform in `0..n` (`n > 0`).
+        pub(crate) fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n
+        }
+
+        /// True with probability `1 / n`.
+        pub(crate) fn one_in(&mut self, n: u64) -> bool {
+            self.below(n) == 0
+        }
+
+        pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
+            (0..len).map(|_| self.next_u64() as u8).collect()
+        }
+    }
 }

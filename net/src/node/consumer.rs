@@ -1,0 +1,205 @@
+//! The consumer side of a node: follows one peer's ring, reconnecting with
+//! backoff and resuming from its own cursor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{ConnectOutcome, Inner, LinkError, NodeEvent, PeerStatus};
+use crate::proto::{AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, Event, Outcome};
+
+/// Capped exponential backoff with ±50% jitter.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The delay before the next attempt; doubles up to the cap.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let jitter = rand::random::<f64>() + 0.5; // 0.5 ..< 1.5
+        base.mul_f64(jitter).min(self.max)
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Follows `peer` until shutdown. The cursor `(epoch, next_seq)` lives here,
+/// across connections: it is what makes delivery exactly-once and gap-free.
+pub(crate) async fn follow(inner: Arc<Inner>, peer: Arc<str>, addr: SocketAddr) {
+    let mut cursor: Option<Cursor> = None;
+    let mut backoff = Backoff::new(inner.config.reconnect_min, inner.config.reconnect_max);
+    let mut shutdown = inner.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let mut connected = false;
+        let result = tokio::select! {
+            r = stream(&inner, &peer, addr, &mut cursor, &mut connected, &mut backoff) => r,
+            _ = shutdown.changed() => return,
+        };
+        let reason = match result {
+            Ok(()) => "closed by peer".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if connected {
+            tracing::info!(%peer, %reason, "disconnected");
+            inner.report(PeerStatus::Disconnected {
+                peer: peer.to_string(),
+                reason,
+            });
+        } else {
+            tracing::debug!(%peer, %reason, "connection attempt failed");
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One connection: handshake, then deliver until the link breaks.
+async fn stream(
+    inner: &Inner,
+    peer: &Arc<str>,
+    addr: SocketAddr,
+    cursor: &mut Option<Cursor>,
+    connected: &mut bool,
+    backoff: &mut Backoff,
+) -> Result<(), LinkError> {
+    let conn = inner
+        .endpoint
+        .connect_with(inner.client_config.clone(), addr, peer)?
+        .await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let encoder = Encoder::new(inner.limits);
+    let mut session = ConsumerSession::new(*cursor, AckPolicy::DEFAULT);
+    let mut out = Vec::new();
+    encoder
+        .encode(&session.hello(&inner.name), &mut out)
+        .map_err(|e| LinkError::Encode(e.to_string()))?;
+    send.write_all(&out).await?;
+    let mut decoder = Decoder::new(inner.limits);
+    loop {
+        let deadline = session.next_ack_deadline();
+        tokio::select! {
+            chunk = recv.read_chunk(1 << 20, true) => match chunk? {
+                Some(chunk) => decoder.push(&chunk.bytes),
+                None => return Ok(()),
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => {}
+        }
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => return Err(super::close(&conn, e.code(), LinkError::Decode(e))),
+            };
+            let events = match session.handle(Instant::now(), frame) {
+                Ok(events) => events,
+                Err(e) => return Err(super::close(&conn, e.code(), LinkError::Protocol(e))),
+            };
+            for event in events {
+                deliver(inner, peer, event, connected, backoff).await;
+            }
+            // Saved after every frame: a cursor is only ever moved past what
+            // was delivered, so a break at any point resumes exactly here.
+            *cursor = session.cursor();
+        }
+        if let Some(ack) = session.poll_ack(Instant::now()) {
+            out.clear();
+            encoder
+                .encode(&ack, &mut out)
+                .map_err(|e| LinkError::Encode(e.to_string()))?;
+            send.write_all(&out).await?;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+async fn deliver(
+    inner: &Inner,
+    peer: &Arc<str>,
+    event: Event,
+    connected: &mut bool,
+    backoff: &mut Backoff,
+) {
+    let event = match event {
+        Event::Connected {
+            outcome,
+            epoch,
+            next_seq,
+        } => {
+            *connected = true;
+            backoff.reset();
+            let outcome = match outcome {
+                Outcome::New => ConnectOutcome::New,
+                Outcome::Resumed => ConnectOutcome::Resumed,
+                Outcome::Expired => ConnectOutcome::Expired,
+            };
+            tracing::info!(%peer, ?outcome, epoch = format_args!("{epoch:016x}"), next_seq, "connected");
+            inner.report(PeerStatus::Connected {
+                peer: peer.to_string(),
+                outcome,
+            });
+            return;
+        }
+        Event::Message {
+            epoch,
+            seq,
+            topic,
+            payload,
+        } => {
+            if !inner.dispatch.wants(&topic) {
+                return;
+            }
+            NodeEvent::Message {
+                from: Arc::clone(peer),
+                epoch,
+                seq,
+                topic: topic.into(),
+                payload,
+            }
+        }
+        Event::CursorExpired {
+            epoch,
+            missed,
+            resume_seq,
+        } => {
+            tracing::info!(%peer, missed, resume_seq, "cursor expired");
+            NodeEvent::CursorExpired {
+                from: Arc::clone(peer),
+                epoch,
+                missed,
+                resume_seq,
+            }
+        }
+        Event::Direct { topic, payload } => NodeEvent::Direct {
+            from: Arc::clone(peer),
+            topic: topic.into(),
+            payload,
+        },
+    };
+    inner.dispatch.deliver(event).await;
+}

@@ -1,0 +1,443 @@
+//! The producer side of a node: accepts consumers, streams the ring to each
+//! at its own pace, records their acknowledged positions for flush.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use ringcast_core::{RecvError, SubscribeError, TryRecvError};
+use tokio::sync::{mpsc, Notify};
+
+use super::{split_entry, FlushReport, Inner, LinkError, NodeError, NodeEvent};
+use crate::proto::{Decoder, Encoder, Frame, ProducerSession, RingView};
+
+/// Bytes gathered from the ring before one stream write.
+const WRITE_BATCH: usize = 256 << 10;
+/// Direct messages queued per consumer connection before more are dropped.
+const DIRECT_QUEUE: usize = 256;
+
+/// Per-consumer cursor records, by consumer node name.
+#[derive(Debug, Default)]
+pub(crate) struct Records {
+    map: Mutex<HashMap<Arc<str>, Record>>,
+    /// Notified whenever an ack arrives or a connection comes or goes.
+    changed: Notify,
+    next_conn: Mutex<u64>,
+}
+
+#[derive(Debug)]
+struct Record {
+    /// Live connections of this consumer, by connection id.
+    live: HashMap<u64, Live>,
+    /// The best acknowledged position over the consumer's connections.
+    acked: u64,
+    /// When the last live connection ended (`None` while one is live).
+    gone_since: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Live {
+    acked: u64,
+    direct: mpsc::Sender<(Arc<str>, Bytes)>,
+}
+
+impl Records {
+    fn open(&self, name: &Arc<str>, start: u64) -> (u64, mpsc::Receiver<(Arc<str>, Bytes)>) {
+        let id = {
+            let mut next = self.next_conn.lock();
+            *next += 1;
+            *next
+        };
+        let (tx, rx) = mpsc::channel(DIRECT_QUEUE);
+        let mut map = self.map.lock();
+        let record = map.entry(Arc::clone(name)).or_insert(Record {
+            live: HashMap::new(),
+            acked: start,
+            gone_since: None,
+        });
+        record.live.insert(
+            id,
+            Live {
+                acked: start,
+                direct: tx,
+            },
+        );
+        record.gone_since = None;
+        drop(map);
+        self.changed.notify_waiters();
+        (id, rx)
+    }
+
+    fn ack(&self, name: &str, id: u64, acked: u64) {
+        let mut map = self.map.lock();
+        if let Some(record) = map.get_mut(name) {
+            if let Some(live) = record.live.get_mut(&id) {
+                live.acked = acked;
+            }
+            record.acked = record.acked.max(acked);
+        }
+        drop(map);
+        self.changed.notify_waiters();
+    }
+
+    fn close(&self, name: &str, id: u64) {
+        let mut map = self.map.lock();
+        if let Some(record) = map.get_mut(name) {
+            record.live.remove(&id);
+            if record.live.is_empty() {
+                record.gone_since = Some(Instant::now());
+            }
+        }
+        drop(map);
+        self.changed.notify_waiters();
+    }
+
+    /// Connected consumers that have not acknowledged everything below `head`.
+    fn lagging(&self, head: u64) -> Vec<String> {
+        let map = self.map.lock();
+        let mut lagging: Vec<String> = map
+            .iter()
+            .filter(|(_, r)| !r.live.is_empty() && r.live.values().all(|l| l.acked < head))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        lagging.sort();
+        lagging
+    }
+
+    pub(crate) async fn flush(&self, head: u64, timeout: Duration) -> FlushReport {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a change right after it wakes us.
+            notified.as_mut().enable();
+            let lagging = self.lagging(head);
+            if lagging.is_empty() {
+                return FlushReport { ok: true, lagging };
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return FlushReport {
+                    ok: false,
+                    lagging: self.lagging(head),
+                };
+            }
+        }
+    }
+
+    pub(crate) fn send_direct(
+        &self,
+        to: &str,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<(), NodeError> {
+        let map = self.map.lock();
+        let live = map
+            .get(to)
+            .and_then(|r| r.live.values().next())
+            .ok_or_else(|| NodeError::NotConnected(to.to_string()))?;
+        live.direct
+            .try_send((topic.into(), payload))
+            .map_err(|_| NodeError::DirectBusy(to.to_string()))
+    }
+
+    /// Forgets consumers gone longer than `ttl`, or gone with a position the
+    /// ring no longer holds.
+    fn expire(&self, ttl: Duration, oldest_held: u64) {
+        let now = Instant::now();
+        self.map.lock().retain(|name, r| {
+            let keep = match r.gone_since {
+                None => true,
+                Some(since) => now.duration_since(since) < ttl && r.acked >= oldest_held,
+            };
+            if !keep {
+                tracing::debug!(consumer = %name, "cursor record expired");
+            }
+            keep
+        });
+    }
+
+    /// How many consumer records are held (connected or not).
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+}
+
+/// Accepts consumer connections until shutdown.
+pub(crate) async fn accept_loop(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.clone();
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let incoming = tokio::select! {
+            incoming = inner.endpoint.accept() => incoming,
+            _ = shutdown.changed() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let inner = Arc::clone(&inner);
+        connections.spawn(async move {
+            let remote = incoming.remote_address();
+            if let Err(e) = serve(&inner, incoming).await {
+                tracing::info!(%remote, error = %e, "consumer connection ended");
+            }
+        });
+        // Reap finished connection tasks so the set stays small.
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
+/// Serves one consumer connection: handshake, then stream.
+async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), LinkError> {
+    let conn = incoming.await?;
+    let certified = super::endpoint::peer_name(&conn).ok_or(LinkError::NoPeerName)?;
+    let (mut send, mut recv) = tokio::time::timeout(inner.config.idle_timeout, conn.accept_bi())
+        .await
+        .map_err(|_| LinkError::Timeout("waiting for the consumer's stream"))??;
+    let mut decoder = Decoder::new(inner.limits);
+    let hello = loop {
+        match decoder.next_frame() {
+            Ok(Some(frame)) => break frame,
+            Ok(None) => {}
+            Err(e) => return Err(super::close(&conn, e.code(), LinkError::Decode(e))),
+        }
+        match recv.read_chunk(64 << 10, true).await? {
+            Some(chunk) => decoder.push(&chunk.bytes),
+            None => return Err(LinkError::Finished),
+        }
+    };
+    let mut session = ProducerSession::new(inner.epoch);
+    // Oldest first, then head: both only grow, so oldest <= head holds.
+    let oldest_held = inner.ring.oldest_held();
+    let view = RingView {
+        oldest_held,
+        head: inner.ring.head(),
+    };
+    let handshake = match session.handle_hello(hello, view, &certified) {
+        Ok(handshake) => handshake,
+        Err(e) => return Err(super::close(&conn, e.code(), LinkError::Protocol(e))),
+    };
+    let encoder = Encoder::new(inner.limits);
+    let mut out = Vec::with_capacity(WRITE_BATCH + 4096);
+    encoder
+        .encode(&handshake.answer, &mut out)
+        .map_err(|e| LinkError::Encode(e.to_string()))?;
+    let name: Arc<str> = handshake.node.as_str().into();
+    tracing::info!(consumer = %name, outcome = ?handshake.outcome, start = handshake.start_seq, "consumer connected");
+
+    // The answer was computed from a view that may be stale by now: if the
+    // start position was overwritten meanwhile, say so in-band.
+    let mut subscriber = loop {
+        match inner.ring.subscribe_at(handshake.start_seq) {
+            Ok(s) => break s,
+            Err(SubscribeError::Expired { oldest_held, .. }) => {
+                if let Ok(s) = inner.ring.subscribe_at(oldest_held) {
+                    encoder
+                        .encode(
+                            &Frame::Lapped {
+                                missed: oldest_held - handshake.start_seq,
+                                resume_seq: oldest_held,
+                            },
+                            &mut out,
+                        )
+                        .map_err(|e| LinkError::Encode(e.to_string()))?;
+                    break s;
+                }
+            }
+            Err(SubscribeError::Future { .. }) => {
+                // The session refuses cursors above the head it was shown,
+                // and the head only grows.
+                return Err(LinkError::Protocol(crate::proto::ProtocolError::Failed));
+            }
+        }
+    };
+    let (conn_id, mut direct) = inner.records.open(&name, handshake.start_seq);
+    let session = Arc::new(Mutex::new(session));
+    let acks = tokio::spawn(read_acks(
+        Arc::clone(inner),
+        conn.clone(),
+        recv,
+        decoder,
+        Arc::clone(&session),
+        Arc::clone(&name),
+        conn_id,
+    ));
+
+    let mut shutdown = inner.shutdown.clone();
+    let mut entry = Vec::new();
+    let result: Result<(), LinkError> = async {
+        loop {
+            if !out.is_empty() {
+                session.lock().on_sent(subscriber.cursor());
+                send.write_all(&out).await?;
+                out.clear();
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ok(()),
+                reason = conn.closed() => return Err(reason.into()),
+                d = direct.recv() => {
+                    if let Some((topic, payload)) = d {
+                        encode_direct(&encoder, &topic, &payload, &mut out)?;
+                    }
+                }
+                r = subscriber.recv_async(&mut entry) => match r {
+                    Ok(seq) => encode_entry(&encoder, seq, &entry, &mut out)?,
+                    Err(RecvError::Expired { missed, resume_seq }) => {
+                        encoder
+                            .encode(&Frame::Lapped { missed, resume_seq }, &mut out)
+                            .map_err(|e| LinkError::Encode(e.to_string()))?;
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+            }
+            // Gather whatever else is ready into the same write.
+            while out.len() < WRITE_BATCH {
+                match subscriber.try_recv(&mut entry) {
+                    Ok(seq) => encode_entry(&encoder, seq, &entry, &mut out)?,
+                    Err(TryRecvError::Expired { missed, resume_seq }) => {
+                        encoder
+                            .encode(&Frame::Lapped { missed, resume_seq }, &mut out)
+                            .map_err(|e| LinkError::Encode(e.to_string()))?;
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+        }
+    }
+    .await;
+    acks.abort();
+    inner.records.close(&name, conn_id);
+    match &result {
+        Ok(()) => conn.close(
+            quinn::VarInt::from_u32(crate::proto::ErrorCode::Shutdown.as_u32()),
+            b"shutdown",
+        ),
+        Err(e) => tracing::info!(consumer = %name, error = %e, "consumer disconnected"),
+    }
+    result
+}
+
+/// Encodes the ring entry `entry` (message `seq`) as a `Message` frame.
+fn encode_entry(
+    encoder: &Encoder,
+    seq: u64,
+    entry: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), LinkError> {
+    let Some((topic, payload)) = split_entry(entry) else {
+        tracing::error!(seq, "skipping a malformed ring entry");
+        return Ok(());
+    };
+    encoder
+        .message_header(seq, topic, payload.len(), out)
+        .map_err(|e| LinkError::Encode(e.to_string()))?;
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+fn encode_direct(
+    encoder: &Encoder,
+    topic: &str,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), LinkError> {
+    encoder
+        .direct_header(topic, payload.len(), out)
+        .map_err(|e| LinkError::Encode(e.to_string()))?;
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Reads the consumer's acks and records them.
+async fn read_acks(
+    inner: Arc<Inner>,
+    conn: quinn::Connection,
+    mut recv: quinn::RecvStream,
+    mut decoder: Decoder,
+    session: Arc<Mutex<ProducerSession>>,
+    name: Arc<str>,
+    conn_id: u64,
+) {
+    loop {
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    super::close(&conn, e.code(), LinkError::Decode(e));
+                    return;
+                }
+            };
+            let acked = {
+                let mut session = session.lock();
+                session.handle(frame).map(|()| session.acked())
+            };
+            match acked {
+                Ok(Some(acked)) => inner.records.ack(&name, conn_id, acked),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(consumer = %name, error = %e, "closing consumer connection");
+                    super::close(&conn, e.code(), LinkError::Protocol(e));
+                    return;
+                }
+            }
+        }
+        match recv.read_chunk(64 << 10, true).await {
+            Ok(Some(chunk)) => decoder.push(&chunk.bytes),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// Delivers this node's own messages to its own subscriptions.
+pub(crate) async fn local_pump(inner: Arc<Inner>) {
+    let mut subscriber = inner.ring.subscribe();
+    let mut shutdown = inner.shutdown.clone();
+    let mut entry = Vec::new();
+    loop {
+        let result = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = subscriber.recv_async(&mut entry) => r,
+        };
+        let event = match result {
+            Ok(seq) => {
+                let Some((topic, payload)) = split_entry(&entry) else {
+                    continue;
+                };
+                if !inner.dispatch.wants(topic) {
+                    continue;
+                }
+                NodeEvent::Message {
+                    from: Arc::clone(&inner.name),
+                    epoch: inner.epoch,
+                    seq,
+                    topic: topic.into(),
+                    payload: Bytes::copy_from_slice(payload),
+                }
+            }
+            Err(RecvError::Expired { missed, resume_seq }) => NodeEvent::CursorExpired {
+                from: Arc::clone(&inner.name),
+                epoch: inner.epoch,
+                missed,
+                resume_seq,
+            },
+            Err(RecvError::Closed) => return,
+        };
+        inner.dispatch.deliver(event).await;
+    }
+}
+
+/// Expires cursor records of consumers that are gone.
+pub(crate) async fn janitor(inner: Arc<Inner>) {
+    let ttl = inner.config.cursor_ttl;
+    let period = (ttl / 4).max(Duration::from_millis(20));
+    let mut shutdown = inner.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        inner.records.expire(ttl, inner.ring.oldest_held());
+    }
+}
