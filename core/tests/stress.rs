@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use ringcast_core::bytes::{self, ByteSubscriber, Config};
 use ringcast_core::{channel, RecvError, Subscriber, TryRecvError};
 
-/// How long the publisher publishes in each test.
+/// How long the publisher publishes in each test with four readers.
 const PUBLISH_FOR: Duration = Duration::from_millis(700);
+/// How long it publishes in the tests at the overwrite edge.
+const PUBLISH_AT_EDGE_FOR: Duration = Duration::from_millis(300);
 /// The publisher yields after this many messages, so that readers on a
 /// small machine get to run at all.
 const BURST: u64 = 16;
@@ -245,11 +247,11 @@ fn byte_reader(mut sub: ByteSubscriber, mode: Mode) -> Stats {
     )
 }
 
-/// Publishes with `publish(seq)` for [`PUBLISH_FOR`]; returns how many.
-fn publish_for(mut publish: impl FnMut(u64) -> u64) -> u64 {
+/// Publishes with `publish(seq)` for `duration`; returns how many.
+fn publish_for(duration: Duration, mut publish: impl FnMut(u64) -> u64) -> u64 {
     let begin = Instant::now();
     let mut seq = 0;
-    while begin.elapsed() < PUBLISH_FOR {
+    while begin.elapsed() < duration {
         for _ in 0..BURST {
             assert_eq!(publish(seq), seq);
             seq += 1;
@@ -295,7 +297,7 @@ fn typed_ring_stress() {
         })
         .collect();
     drop(first);
-    let published = publish_for(|seq| publisher.publish(Msg::of(seq)));
+    let published = publish_for(PUBLISH_FOR, |seq| publisher.publish(Msg::of(seq)));
     drop(publisher);
     let results: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
     check(published, &results);
@@ -318,8 +320,66 @@ fn byte_ring_stress() {
         })
         .collect();
     drop(first);
-    let published = publish_for(|seq| publisher.publish(payload(seq)).unwrap());
+    let published = publish_for(PUBLISH_FOR, |seq| publisher.publish(payload(seq)).unwrap());
     drop(publisher);
     let results: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
     check(published, &results);
+}
+
+/// Checks readers that chase the publisher at the overwrite edge: nearly
+/// every read there races the write of the same slot.
+fn check_edge(published: u64, results: &[(Mode, Stats)]) {
+    for (mode, stats) in results {
+        eprintln!("edge {mode:?}: {stats:?} of {published}");
+        assert_eq!(
+            stats.delivered + stats.missed,
+            published,
+            "delivered + missed"
+        );
+        assert_eq!(stats.final_cursor, published);
+        assert!(stats.delivered > 0, "nothing delivered");
+    }
+}
+
+#[test]
+fn typed_ring_of_one_slot_never_tears() {
+    // Capacity 1: the slot a reader copies is the one being rewritten.
+    let (mut publisher, first) = channel::<Msg>(1);
+    let readers: Vec<_> = [Mode::Spin, Mode::Spin]
+        .into_iter()
+        .map(|mode| {
+            let sub = first.clone();
+            thread::spawn(move || (mode, typed_reader(sub, mode)))
+        })
+        .collect();
+    drop(first);
+    let published = publish_for(PUBLISH_AT_EDGE_FOR, |seq| publisher.publish(Msg::of(seq)));
+    drop(publisher);
+    let results: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    check_edge(published, &results);
+}
+
+#[test]
+fn byte_ring_of_tiny_arena_never_tears() {
+    // Two index slots and room for about two messages' bytes: every read
+    // races a write of its slot or of its bytes.
+    let config = Config::new()
+        .capacity(2)
+        .max_bytes(256)
+        .max_message_size(200);
+    let (mut publisher, first) = bytes::channel(config).unwrap();
+    let readers: Vec<_> = [Mode::Spin, Mode::Spin]
+        .into_iter()
+        .map(|mode| {
+            let sub = first.clone();
+            thread::spawn(move || (mode, byte_reader(sub, mode)))
+        })
+        .collect();
+    drop(first);
+    let published = publish_for(PUBLISH_AT_EDGE_FOR, |seq| {
+        publisher.publish(payload(seq)).unwrap()
+    });
+    drop(publisher);
+    let results: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    check_edge(published, &results);
 }

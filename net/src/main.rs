@@ -110,7 +110,14 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Node(args) => runtime()?.block_on(run_node(args)),
+        Command::Node(args) => {
+            let runtime = runtime()?;
+            let result = runtime.block_on(run_node(args));
+            // The stdin reader sits in a blocking read that nothing can
+            // interrupt; do not wait for it.
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            result
+        }
         Command::Demo => runtime()?.block_on(demo::run()),
     }
 }
@@ -225,9 +232,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     });
 
     wait_for_signal().await?;
-    if let Ok(node) = std::sync::Arc::try_unwrap(node) {
-        node.shutdown().await;
-    }
+    node.shutdown().await;
     Ok(())
 }
 

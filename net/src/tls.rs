@@ -601,3 +601,317 @@ fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), TlsErro
     let _ = private;
     io::Write::write_all(&mut file, contents).map_err(write_error)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use rustls::{ClientConnection, ServerConnection};
+
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            // Relaxed: only uniqueness of the value matters.
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "ringcast-tls-test-{}-{tag}-{n}",
+                std::process::id()
+            ));
+            let _ = fs::remove_dir_all(&path);
+            Self(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn names(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn node_names_are_validated() {
+        for good in ["a", "node-1", "n0", "1a", &"x".repeat(63)] {
+            assert!(validate_node_name(good).is_ok(), "{good}");
+        }
+        let cases = [
+            ("", "empty"),
+            (&"x".repeat(64)[..], "longer than 63 characters"),
+            ("Node", "only a-z, 0-9 and - are allowed"),
+            ("a.b", "only a-z, 0-9 and - are allowed"),
+            ("a_b", "only a-z, 0-9 and - are allowed"),
+            ("é", "only a-z, 0-9 and - are allowed"),
+            ("-a", "starts or ends with -"),
+            ("a-", "starts or ends with -"),
+            ("123", "all digits"),
+            ("ca", "reserved for the certificate authority"),
+        ];
+        for (name, reason) in cases {
+            match validate_node_name(name) {
+                Err(TlsError::InvalidNodeName { name: n, reason: r }) => {
+                    assert_eq!((n.as_str(), r), (name, reason));
+                }
+                other => panic!("{name:?}: {other:?}"),
+            }
+        }
+        let message = validate_node_name("A").unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "invalid node name \"A\": only a-z, 0-9 and - are allowed"
+        );
+    }
+
+    #[test]
+    fn invalid_names_write_nothing() {
+        let dir = TempDir::new("invalid");
+        assert!(generate(&dir.0, &names(&["good", "Bad"])).is_err());
+        assert!(!dir.0.exists());
+    }
+
+    #[test]
+    fn generate_then_extend_reuses_the_ca() {
+        let dir = TempDir::new("extend");
+        let report = generate(&dir.0, &names(&["alpha", "beta", "alpha"])).unwrap();
+        assert_eq!(
+            report,
+            Generated {
+                ca_created: true,
+                issued: names(&["alpha", "beta"]),
+                kept: vec![],
+            }
+        );
+        for file in [
+            "ca.crt",
+            "ca.key",
+            "alpha.crt",
+            "alpha.key",
+            "beta.crt",
+            "beta.key",
+        ] {
+            assert!(dir.0.join(file).is_file(), "{file}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for key in ["ca.key", "alpha.key"] {
+                let mode = fs::metadata(dir.0.join(key)).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{key}");
+            }
+        }
+        let ca_before = fs::read(dir.0.join(CA_CERT_FILE)).unwrap();
+        let alpha_before = fs::read(dir.0.join("alpha.crt")).unwrap();
+
+        let report = generate(&dir.0, &names(&["alpha", "gamma"])).unwrap();
+        assert_eq!(
+            report,
+            Generated {
+                ca_created: false,
+                issued: names(&["gamma"]),
+                kept: names(&["alpha"]),
+            }
+        );
+        assert_eq!(fs::read(dir.0.join(CA_CERT_FILE)).unwrap(), ca_before);
+        assert_eq!(fs::read(dir.0.join("alpha.crt")).unwrap(), alpha_before);
+
+        // Every node, old and new, chains to the one CA (checked by `load`).
+        for name in ["alpha", "beta", "gamma"] {
+            let id = load_node_identity(&dir.0, name).unwrap();
+            assert_eq!(id.name(), name);
+            assert_eq!(peer_node_name(id.cert()).unwrap(), name);
+            assert!(verify_peer_name(id.cert(), name));
+            assert_eq!(
+                id.ca().as_ref(),
+                load_node_identity(&dir.0, "alpha").unwrap().ca().as_ref()
+            );
+        }
+        let debug = format!("{:?}", load_node_identity(&dir.0, "alpha").unwrap());
+        assert!(
+            debug.contains("alpha") && !debug.contains("PRIVATE"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_half_ca_is_refused() {
+        let dir = TempDir::new("half");
+        generate(&dir.0, &names(&["a"])).unwrap();
+        fs::remove_file(dir.0.join(CA_KEY_FILE)).unwrap();
+        let error = generate(&dir.0, &names(&["b"])).unwrap_err();
+        assert!(matches!(error, TlsError::CaIncomplete { .. }), "{error:?}");
+        assert!(!dir.0.join("b.crt").exists());
+    }
+
+    #[test]
+    fn loading_checks_the_files() {
+        let dir = TempDir::new("load");
+        generate(&dir.0, &names(&["a"])).unwrap();
+        assert!(matches!(
+            load_node_identity(&dir.0, "missing"),
+            Err(TlsError::Read { .. })
+        ));
+        assert!(matches!(
+            load_node_identity(&dir.0, "Bad"),
+            Err(TlsError::InvalidNodeName { .. })
+        ));
+        // A certificate renamed to another node is not valid for that name.
+        fs::copy(dir.0.join("a.crt"), dir.0.join("b.crt")).unwrap();
+        fs::copy(dir.0.join("a.key"), dir.0.join("b.key")).unwrap();
+        assert!(matches!(
+            load_node_identity(&dir.0, "b"),
+            Err(TlsError::NotIssuedByCa { .. })
+        ));
+        // A node certificate from another cluster does not chain to this CA.
+        let other = TempDir::new("load-other");
+        generate(&other.0, &names(&["c"])).unwrap();
+        fs::copy(other.0.join("c.crt"), dir.0.join("c.crt")).unwrap();
+        fs::copy(other.0.join("c.key"), dir.0.join("c.key")).unwrap();
+        assert!(matches!(
+            load_node_identity(&dir.0, "c"),
+            Err(TlsError::NotIssuedByCa { .. })
+        ));
+        fs::write(dir.0.join("d.crt"), "not pem").unwrap();
+        fs::write(dir.0.join("d.key"), "not pem").unwrap();
+        assert!(matches!(
+            load_node_identity(&dir.0, "d"),
+            Err(TlsError::Pem { .. })
+        ));
+    }
+
+    #[test]
+    fn configs_build() {
+        let dir = TempDir::new("configs");
+        generate(&dir.0, &names(&["a"])).unwrap();
+        let id = load_node_identity(&dir.0, "a").unwrap();
+        let server = id.server_crypto().unwrap();
+        let client = id.client_crypto().unwrap();
+        assert_eq!(server.alpn_protocols, [ALPN.to_vec()]);
+        assert_eq!(client.alpn_protocols, [ALPN.to_vec()]);
+        let transport = Arc::new(quinn::TransportConfig::default());
+        id.server_config(transport.clone()).unwrap();
+        id.client_config(transport).unwrap();
+    }
+
+    #[test]
+    fn peer_name_verification() {
+        let dir = TempDir::new("names");
+        generate(&dir.0, &names(&["a", "b"])).unwrap();
+        let a = load_node_identity(&dir.0, "a").unwrap();
+        assert!(verify_peer_name(a.cert(), "a"));
+        assert!(!verify_peer_name(a.cert(), "b"));
+        assert!(!verify_peer_name(a.cert(), ""));
+        assert!(!verify_peer_name(a.cert(), "127.0.0.1"));
+        assert!(!verify_peer_name(&CertificateDer::from(vec![1, 2, 3]), "a"));
+        // The CA certificate has no node name.
+        assert!(matches!(peer_node_name(a.ca()), Err(TlsError::PeerName(_))));
+        assert!(matches!(
+            peer_node_name(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])),
+            Err(TlsError::PeerName(_))
+        ));
+        // quinn hands the peer identity over as `Box<dyn Any>`.
+        let identity: Box<dyn Any> = Box::new(vec![a.cert().clone()]);
+        assert_eq!(peer_certificate(Some(identity)).as_ref(), Some(a.cert()));
+        assert_eq!(peer_certificate(Some(Box::new(42u8))), None);
+        assert_eq!(peer_certificate(None), None);
+    }
+
+    #[test]
+    fn client_verifier_rejects_another_ca() {
+        let dir = TempDir::new("verifier");
+        let other = TempDir::new("verifier-other");
+        generate(&dir.0, &names(&["a", "b"])).unwrap();
+        generate(&other.0, &names(&["b"])).unwrap();
+        let a = load_node_identity(&dir.0, "a").unwrap();
+        let b = load_node_identity(&dir.0, "b").unwrap();
+        let stranger = load_node_identity(&other.0, "b").unwrap();
+        let verifier = WebPkiClientVerifier::builder_with_provider(a.roots().unwrap(), provider())
+            .build()
+            .unwrap();
+        assert!(verifier.client_auth_mandatory());
+        let now = UnixTime::now();
+        assert!(verifier.verify_client_cert(b.cert(), &[], now).is_ok());
+        assert!(verifier
+            .verify_client_cert(stranger.cert(), &[], now)
+            .is_err());
+    }
+
+    /// Runs a TLS handshake in memory; the error of the side that failed.
+    fn handshake(
+        client: &mut ClientConnection,
+        server: &mut ServerConnection,
+    ) -> Result<(), rustls::Error> {
+        fn pump(
+            from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+            to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+        ) -> Result<(), rustls::Error> {
+            let mut buf = Vec::new();
+            while from.wants_write() {
+                from.write_tls(&mut buf).unwrap();
+            }
+            let mut rest = &buf[..];
+            while !rest.is_empty() {
+                to.read_tls(&mut rest).unwrap();
+                to.process_new_packets()?;
+            }
+            Ok(())
+        }
+        for _ in 0..10 {
+            pump(client, server)?;
+            pump(server, client)?;
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    fn connect(
+        client: &NodeIdentity,
+        server: &NodeIdentity,
+        server_name: &str,
+    ) -> (Result<(), rustls::Error>, ServerConnection) {
+        let name = ServerName::try_from(server_name.to_owned()).unwrap();
+        let mut c = ClientConnection::new(Arc::new(client.client_crypto().unwrap()), name).unwrap();
+        let mut s = ServerConnection::new(Arc::new(server.server_crypto().unwrap())).unwrap();
+        (handshake(&mut c, &mut s), s)
+    }
+
+    #[test]
+    fn mutual_tls_end_to_end() {
+        let dir = TempDir::new("e2e");
+        let other = TempDir::new("e2e-other");
+        generate(&dir.0, &names(&["a", "b"])).unwrap();
+        generate(&other.0, &names(&["a", "b"])).unwrap();
+        let a = load_node_identity(&dir.0, "a").unwrap();
+        let b = load_node_identity(&dir.0, "b").unwrap();
+
+        // Same cluster: both sides authenticated, ALPN agreed, and the
+        // server reads the client's node name from its certificate.
+        let (result, server) = connect(&a, &b, "b");
+        result.unwrap();
+        assert_eq!(server.alpn_protocol(), Some(ALPN));
+        let peer = server.peer_certificates().unwrap()[0].clone();
+        assert_eq!(peer_node_name(&peer).unwrap(), "a");
+
+        // Dialling "c" but reaching b: hostname verification fails.
+        let (result, _) = connect(&a, &b, "c");
+        assert!(result.is_err());
+
+        // A client of another cluster is refused by the server.
+        let stranger = load_node_identity(&other.0, "a").unwrap();
+        let (result, _) = connect(&stranger, &b, "b");
+        assert!(result.is_err());
+
+        // A server of another cluster is refused by the client.
+        let stranger_server = load_node_identity(&other.0, "b").unwrap();
+        let (result, _) = connect(&a, &stranger_server, "b");
+        assert!(result.is_err());
+    }
+}

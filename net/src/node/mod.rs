@@ -338,7 +338,7 @@ impl Inner {
 pub struct Node {
     inner: Arc<Inner>,
     shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    tasks: tokio::sync::Mutex<JoinSet<()>>,
     status: Option<mpsc::Receiver<PeerStatus>>,
     local_addr: SocketAddr,
 }
@@ -406,7 +406,7 @@ impl Node {
         Ok(Node {
             inner,
             shutdown: shutdown_tx,
-            tasks,
+            tasks: tokio::sync::Mutex::new(tasks),
             status: Some(status_rx),
             local_addr,
         })
@@ -484,18 +484,17 @@ impl Node {
     }
 
     /// Stops accepting and dialing, closes every connection and waits for
-    /// the node's tasks to end.
-    pub async fn shutdown(mut self) {
-        self.stop().await;
-    }
-
-    async fn stop(&mut self) {
+    /// the node's tasks to end. Publishing afterwards still works locally
+    /// but reaches nobody.
+    pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
         self.inner.endpoint.close(
             quinn::VarInt::from_u32(crate::proto::ErrorCode::Shutdown.as_u32()),
             b"shutdown",
         );
-        while self.tasks.join_next().await.is_some() {}
+        let mut tasks = self.tasks.lock().await;
+        while tasks.join_next().await.is_some() {}
+        drop(tasks);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
     }
 }
@@ -507,7 +506,7 @@ impl Drop for Node {
             quinn::VarInt::from_u32(crate::proto::ErrorCode::Shutdown.as_u32()),
             b"shutdown",
         );
-        self.tasks.abort_all();
+        self.tasks.get_mut().abort_all();
     }
 }
 

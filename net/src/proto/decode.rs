@@ -1,22 +1,4 @@
 //! The frame decoder: bytes in any chunking in, frames out.
-//!
-//! # Guarantees
-//!
-//! - **Never panics**, whatever the input.
-//! - **Checks every length before allocating.** A header is validated (known
-//!   type, body length within [`Limits::max_body`] for that type) as soon as
-//!   its five bytes are there; only then is room reserved for the body. Inside
-//!   a body, string lengths are checked against the limits and the bytes that
-//!   are actually present.
-//! - **Bounded memory.** The [`Decoder`] holds only the bytes pushed and not
-//!   yet returned as frames; once [`Decoder::next_frame`] has returned
-//!   `Ok(None)`, that is less than one frame of the largest allowed size.
-//! - **One copy.** Pushed bytes are copied once into the decoder's buffer; a
-//!   message's payload is then a [`Bytes`] slice of that buffer, not another
-//!   copy. (Holding on to a payload keeps its part of the buffer alive.)
-//! - **Errors are final.** After an error the stream cannot be resynchronised;
-//!   the decoder keeps returning that error and the connection must be closed
-//!   with [`DecodeError::code`].
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -194,7 +176,23 @@ pub fn decode_frame(input: &[u8], limits: &Limits) -> Result<Option<(Frame, usiz
 /// Incremental decoder: [`push`](Self::push) bytes as they arrive, in any
 /// chunking, and pull frames with [`next_frame`](Self::next_frame).
 ///
-/// See the [module documentation](self) for its guarantees.
+/// # Guarantees
+///
+/// - **Never panics**, whatever the input.
+/// - **Checks every length before allocating.** A header is validated (known
+///   type, body length within [`Limits::max_body`] for that type) as soon as
+///   its five bytes are there; only then is room reserved for the body. Inside
+///   a body, string lengths are checked against the limits and the bytes that
+///   are actually present.
+/// - **Bounded memory.** The [`Decoder`] holds only the bytes pushed and not
+///   yet returned as frames; once [`Decoder::next_frame`] has returned
+///   `Ok(None)`, that is less than one frame of the largest allowed size.
+/// - **One copy.** Pushed bytes are copied once into the decoder's buffer; a
+///   message's payload is then a [`Bytes`] slice of that buffer, not another
+///   copy. (Holding on to a payload keeps its part of the buffer alive.)
+/// - **Errors are final.** After an error the stream cannot be resynchronised;
+///   the decoder keeps returning that error and the connection must be closed
+///   with [`DecodeError::code`].
 #[derive(Debug)]
 pub struct Decoder {
     limits: Limits,
