@@ -220,7 +220,9 @@ pub fn key_path(dir: &Path, name: &str) -> PathBuf {
 /// 4. For each node without both `NAME.crt` and `NAME.key`, issues a
 ///    certificate (subject alternative name = the node name; extended key
 ///    usage server and client authentication) and checks that it chains to
-///    `ca.crt`. Nodes that have both files are kept as they are.
+///    `ca.crt`. Nodes that have both files are kept as they are, after
+///    checking that their certificate is valid under `ca.crt`
+///    ([`TlsError::NotIssuedByCa`] if not: remove both files to reissue).
 pub fn generate(dir: &Path, nodes: &[String]) -> Result<Generated, TlsError> {
     for name in nodes {
         validate_node_name(name)?;
@@ -265,6 +267,15 @@ pub fn generate(dir: &Path, nodes: &[String]) -> Result<Generated, TlsError> {
         let cert_file = cert_path(dir, name);
         let key_file = key_path(dir, name);
         if cert_file.exists() && key_file.exists() {
+            // A kept certificate must still be valid under this CA (it is not
+            // if the CA files were replaced).
+            let cert = parse_cert(&cert_file, &read_bytes(&cert_file)?)?;
+            check_issued(name, &cert, &ca_der).map_err(|source| TlsError::NotIssuedByCa {
+                name: name.clone(),
+                cert: cert_file.clone(),
+                ca: ca_cert_path.clone(),
+                source: Box::new(source),
+            })?;
             if !report.kept.contains(name) && !report.issued.contains(name) {
                 report.kept.push(name.clone());
             }
@@ -747,6 +758,20 @@ mod tests {
         let error = generate(&dir.0, &names(&["b"])).unwrap_err();
         assert!(matches!(error, TlsError::CaIncomplete { .. }), "{error:?}");
         assert!(!dir.0.join("b.crt").exists());
+    }
+
+    #[test]
+    fn nodes_of_a_replaced_ca_are_not_kept_silently() {
+        let dir = TempDir::new("replaced");
+        generate(&dir.0, &names(&["a"])).unwrap();
+        fs::remove_file(dir.0.join(CA_KEY_FILE)).unwrap();
+        fs::remove_file(dir.0.join(CA_CERT_FILE)).unwrap();
+        let error = generate(&dir.0, &names(&["a"])).unwrap_err();
+        assert!(matches!(error, TlsError::NotIssuedByCa { .. }), "{error:?}");
+        fs::remove_file(dir.0.join("a.crt")).unwrap();
+        let report = generate(&dir.0, &names(&["a"])).unwrap();
+        assert_eq!(report.issued, names(&["a"]));
+        load_node_identity(&dir.0, "a").unwrap();
     }
 
     #[test]

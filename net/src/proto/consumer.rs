@@ -1,30 +1,4 @@
 //! The consumer's side of one connection to a producer.
-//!
-//! # Semantics
-//!
-//! A [`ConsumerSession`] starts from the consumer's stored cursor for that
-//! producer (`None` the first time) and hands back the updated cursor
-//! ([`ConsumerSession::cursor`]) for the next connection. The cursor only
-//! moves forward, and only by one of:
-//!
-//! - an [`Event::Message`] with `seq == next_seq` (then `next_seq = seq + 1`);
-//! - an [`Event::CursorExpired`] (then `next_seq = resume_seq`, and `missed`
-//!   says how many messages were skipped);
-//! - the handshake answer `New` (a consumer without a cursor starts at the
-//!   producer's head) or `Expired` after a producer restart (the consumer
-//!   adopts the new epoch; [`Event::CursorExpired`] is reported).
-//!
-//! So a subscriber fed from these events sees every message of an epoch from
-//! its starting point exactly once and in order, or an explicit expiry.
-//!
-//! # Ack pacing
-//!
-//! [`poll_ack`](ConsumerSession::poll_ack) returns an `Ack` once there is
-//! unacknowledged progress and either [`AckPolicy::every`] messages passed or
-//! [`AckPolicy::delay`] elapsed since the first unacknowledged one;
-//! [`next_ack_deadline`](ConsumerSession::next_ack_deadline) says when to poll
-//! next. Acks feed the producer's flush barrier and lag metrics only;
-//! correctness never depends on them.
 
 use std::time::{Duration, Instant};
 
@@ -176,6 +150,32 @@ impl State {
 /// frames of [`hello`](Self::hello) and [`poll_ack`](Self::poll_ack). On
 /// error, close the connection with [`ProtocolError::code`] and keep
 /// [`cursor`](Self::cursor) for the next attempt.
+///
+/// # Semantics
+///
+/// A session starts from the consumer's stored cursor for that
+/// producer (`None` the first time) and hands back the updated cursor
+/// ([`ConsumerSession::cursor`]) for the next connection. The cursor only
+/// moves forward, and only by one of:
+///
+/// - an [`Event::Message`] with `seq == next_seq` (then `next_seq = seq + 1`);
+/// - an [`Event::CursorExpired`] (then `next_seq = resume_seq`, and `missed`
+///   says how many messages were skipped);
+/// - the handshake answer `New` (a consumer without a cursor starts at the
+///   producer's head) or `Expired` after a producer restart (the consumer
+///   adopts the new epoch; [`Event::CursorExpired`] is reported).
+///
+/// So a subscriber fed from these events sees every message of an epoch from
+/// its starting point exactly once and in order, or an explicit expiry.
+///
+/// # Ack pacing
+///
+/// [`poll_ack`](ConsumerSession::poll_ack) returns an `Ack` once there is
+/// unacknowledged progress and either [`AckPolicy::every`] messages passed or
+/// [`AckPolicy::delay`] elapsed since the first unacknowledged one;
+/// [`next_ack_deadline`](ConsumerSession::next_ack_deadline) says when to poll
+/// next. Acks feed the producer's flush barrier and lag metrics only;
+/// correctness never depends on them.
 #[derive(Clone, Debug)]
 pub struct ConsumerSession {
     /// The cursor sent in the hello; never changes.

@@ -1,24 +1,4 @@
 //! The producer's side of one consumer connection.
-//!
-//! # Semantics
-//!
-//! [`ProducerSession::handle_hello`] decides where the consumer's stream
-//! starts, from the consumer's cursor and the ring's `oldest_held..=head`:
-//!
-//! | hello's cursor                         | answer                                              | sender starts at |
-//! |----------------------------------------|-----------------------------------------------------|------------------|
-//! | none                                   | `New { epoch, start_seq: head }`                    | `head`           |
-//! | another epoch (the producer restarted) | `Expired { epoch, missed: oldest, resume_seq: oldest }` | `oldest`     |
-//! | same epoch, `next_seq < oldest`        | `Expired { epoch, missed: oldest - next_seq, resume_seq: oldest }` | `oldest` |
-//! | same epoch, `oldest <= next_seq <= head` | `Resumed { epoch, from_seq: next_seq }`           | `next_seq`       |
-//! | same epoch, `next_seq > head`          | error [`ProtocolError::CursorFromFuture`]           | —                |
-//!
-//! Afterwards the session only accepts acks, and tracks two positions that
-//! only grow: `sent` (the shell reports it with
-//! [`on_sent`](ProducerSession::on_sent)) and `acked` (`<= sent`). The
-//! starting position counts as both sent and acknowledged. A consumer is
-//! flushed for a barrier taken at head `h` once `acked >= h`
-//! ([`is_flushed`](ProducerSession::is_flushed)).
 
 use super::{Cursor, Frame, Outcome, ProtocolError, PROTOCOL_VERSION};
 
@@ -78,6 +58,26 @@ impl State {
 /// [`on_sent`](Self::on_sent) and feed later frames to
 /// [`handle`](Self::handle). On error, close the connection with
 /// [`ProtocolError::code`].
+///
+/// # Semantics
+///
+/// [`ProducerSession::handle_hello`] decides where the consumer's stream
+/// starts, from the consumer's cursor and the ring's `oldest_held..=head`:
+///
+/// | hello's cursor                         | answer                                              | sender starts at |
+/// |----------------------------------------|-----------------------------------------------------|------------------|
+/// | none                                   | `New { epoch, start_seq: head }`                    | `head`           |
+/// | another epoch (the producer restarted) | `Expired { epoch, missed: oldest, resume_seq: oldest }` | `oldest`     |
+/// | same epoch, `next_seq < oldest`        | `Expired { epoch, missed: oldest - next_seq, resume_seq: oldest }` | `oldest` |
+/// | same epoch, `oldest <= next_seq <= head` | `Resumed { epoch, from_seq: next_seq }`           | `next_seq`       |
+/// | same epoch, `next_seq > head`          | error [`ProtocolError::CursorFromFuture`]           | —                |
+///
+/// Afterwards the session only accepts acks, and tracks two positions that
+/// only grow: `sent` (the caller reports it with
+/// [`on_sent`](ProducerSession::on_sent)) and `acked` (`<= sent`). The
+/// starting position counts as both sent and acknowledged. A consumer is
+/// flushed for a barrier taken at head `h` once `acked >= h`
+/// ([`is_flushed`](ProducerSession::is_flushed)).
 #[derive(Clone, Debug)]
 pub struct ProducerSession {
     /// This producer's epoch, random per start.
