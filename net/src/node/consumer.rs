@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{ConnectOutcome, Inner, LinkError, NodeEvent, PeerStatus};
-use crate::proto::{AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, Event, Outcome};
+use crate::proto::{
+    AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, ErrorCode, Event, Outcome,
+};
 
 /// Capped exponential backoff with ±50% jitter.
 #[derive(Debug)]
@@ -42,6 +44,9 @@ impl Backoff {
 /// across connections: it is what makes delivery exactly-once and gap-free.
 pub(crate) async fn follow(inner: Arc<Inner>, peer: Arc<str>, addr: SocketAddr) {
     let mut cursor: Option<Cursor> = None;
+    // Set when the producer refused our cursor as being from its future:
+    // the next stream starts fresh, and that jump must be announced.
+    let mut cursor_refused = false;
     let mut backoff = Backoff::new(inner.config.reconnect_min, inner.config.reconnect_max);
     let mut shutdown = inner.shutdown.clone();
     loop {
@@ -50,9 +55,18 @@ pub(crate) async fn follow(inner: Arc<Inner>, peer: Arc<str>, addr: SocketAddr) 
         }
         let mut connected = false;
         let result = tokio::select! {
-            r = stream(&inner, &peer, addr, &mut cursor, &mut connected, &mut backoff) => r,
+            r = stream(&inner, &peer, addr, &mut cursor, &mut connected, &mut backoff, &mut cursor_refused) => r,
             _ = shutdown.changed() => return,
         };
+        if let Err(LinkError::Connection(quinn::ConnectionError::ApplicationClosed(close))) =
+            &result
+        {
+            if close.error_code == quinn::VarInt::from_u32(ErrorCode::CursorFromFuture.as_u32()) {
+                tracing::warn!(%peer, ?cursor, "producer refused our cursor as from its future; starting over");
+                cursor = None;
+                cursor_refused = true;
+            }
+        }
         let reason = match result {
             Ok(()) => "closed by peer".to_string(),
             Err(e) => e.to_string(),
@@ -82,6 +96,7 @@ async fn stream(
     cursor: &mut Option<Cursor>,
     connected: &mut bool,
     backoff: &mut Backoff,
+    cursor_refused: &mut bool,
 ) -> Result<(), LinkError> {
     let conn = inner
         .endpoint
@@ -116,6 +131,25 @@ async fn stream(
                 Err(e) => return Err(super::close(&conn, e.code(), LinkError::Protocol(e))),
             };
             for event in events {
+                if let (
+                    true,
+                    Event::Connected {
+                        epoch, next_seq, ..
+                    },
+                ) = (*cursor_refused, &event)
+                {
+                    // How much was lost is unknowable: the producer's
+                    // sequence and ours disagree. Say so rather than jump.
+                    *cursor_refused = false;
+                    let expired = Event::CursorExpired {
+                        epoch: *epoch,
+                        missed: 0,
+                        resume_seq: *next_seq,
+                    };
+                    deliver(inner, peer, event, connected, backoff).await;
+                    deliver(inner, peer, expired, connected, backoff).await;
+                    continue;
+                }
                 deliver(inner, peer, event, connected, backoff).await;
             }
             // Saved after every frame: a cursor is only ever moved past what
