@@ -69,7 +69,7 @@ fn transport_config(config: &NodeBuilder) -> Result<quinn::TransportConfig, Node
     transport.max_idle_timeout(Some(idle));
     transport.keep_alive_interval(Some(config.keep_alive.unwrap_or(config.idle_timeout / 3)));
     // One stream per consumer, acks on its other half: nothing else is opened.
-    transport.max_concurrent_bidi_streams(4u32.into());
+    transport.max_concurrent_bidi_streams(1u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
     // Windows large enough for a fast stream on a fast link; memory per
     // connection stays bounded by them.

@@ -195,17 +195,29 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
         .await
         .map_err(|_| LinkError::Timeout("waiting for the consumer's stream"))??;
     let mut decoder = Decoder::new(inner.limits);
-    let hello = loop {
-        match decoder.next_frame() {
-            Ok(Some(frame)) => break frame,
-            Ok(None) => {}
-            Err(e) => return Err(super::close(&conn, e.code(), LinkError::Decode(e))),
+    // A peer that connects but never says hello is not kept around: its
+    // keep-alives alone would hold the connection open.
+    let hello = tokio::time::timeout(inner.config.idle_timeout, async {
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(e) => return Err(super::close(&conn, e.code(), LinkError::Decode(e))),
+            }
+            match recv.read_chunk(64 << 10, true).await? {
+                Some(chunk) => decoder.push(&chunk.bytes),
+                None => return Err(LinkError::Finished),
+            }
         }
-        match recv.read_chunk(64 << 10, true).await? {
-            Some(chunk) => decoder.push(&chunk.bytes),
-            None => return Err(LinkError::Finished),
-        }
-    };
+    })
+    .await
+    .map_err(|_| {
+        conn.close(
+            quinn::VarInt::from_u32(crate::proto::ErrorCode::ProtocolViolation.as_u32()),
+            b"no hello",
+        );
+        LinkError::Timeout("waiting for the consumer's hello")
+    })??;
     let mut session = ProducerSession::new(inner.epoch);
     // Oldest first, then head: both only grow, so oldest <= head holds.
     let oldest_held = inner.ring.oldest_held();
