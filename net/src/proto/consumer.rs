@@ -321,10 +321,17 @@ impl ConsumerSession {
                 };
                 if requested.epoch == epoch {
                     check_skip(FrameType::Expired, requested.next_seq, missed, resume_seq)?;
+                } else if missed != resume_seq {
+                    // Another epoch: the producer restarted. What the old
+                    // epoch still had to send is unknowable; the epoch change
+                    // is the signal, and `missed` counts the new epoch's lost
+                    // messages: all of them below `resume_seq`, since every
+                    // epoch starts at 0.
+                    return Err(inconsistent(
+                        FrameType::Expired,
+                        "missed count of a new epoch is not its resume sequence number",
+                    ));
                 }
-                // Another epoch: the producer restarted. What the old epoch
-                // still had to send is unknowable; the epoch change is the
-                // signal, `missed` counts the new epoch's lost messages.
                 let connected = self.connect(Outcome::Expired, epoch, resume_seq);
                 self.mark_progress(now);
                 let expired = Event::CursorExpired {
@@ -689,6 +696,26 @@ mod tests {
                 },
                 FrameType::Expired,
                 "missed count does not match the skipped range",
+            ),
+            (
+                stored,
+                Frame::Expired {
+                    epoch: EPOCH + 1,
+                    missed: 2,
+                    resume_seq: 3,
+                },
+                FrameType::Expired,
+                "missed count of a new epoch is not its resume sequence number",
+            ),
+            (
+                stored,
+                Frame::Expired {
+                    epoch: EPOCH + 1,
+                    missed: 4,
+                    resume_seq: 3,
+                },
+                FrameType::Expired,
+                "missed count of a new epoch is not its resume sequence number",
             ),
         ];
         for (stored, answer, frame, what) in cases {

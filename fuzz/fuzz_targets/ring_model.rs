@@ -1,0 +1,494 @@
+//! Arbitrary publish / receive / subscribe / clone / close sequences on the
+//! rings of `ringcast-core`, replayed against a reference model: a
+//! `VecDeque` of the last `capacity` messages that applies the documented
+//! rules directly (crate docs of `ringcast-core`, DESIGN.md "Cursor check").
+//!
+//! - A cursor `c` is readable when `oldest_held <= c < head`, waiting
+//!   (`Empty`, or `Closed` once the publisher is gone) when `c == head`, and
+//!   expired when `c < oldest_held`; an expired receive moves the cursor to
+//!   the oldest intact message and reports `missed = resume_seq - c`.
+//! - The byte ring also expires a message whose bytes were reused: message
+//!   `seq` occupies byte positions `[pos, pos + round8(len))`, positions only
+//!   grow, and the arena holds the last `arena_bytes` of them, so a message
+//!   is lapped once `pos + arena_bytes < end of the bytes written`.
+//! - New subscribers start at the head; `subscribe_at` accepts exactly
+//!   `oldest_held..=head`; clones continue from the same cursor.
+//!
+//! Every result (values, payload bytes, errors with their counts), every
+//! cursor, lag, head and oldest-held must equal the model's, and at the end
+//! every reader drains to `Closed` with `delivered + missed` equal to what
+//! was published since it started.
+
+#![no_main]
+
+use std::collections::VecDeque;
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use ringcast_core::bytes::{self, ByteHandle, BytePublisher, ByteSubscriber, Config};
+use ringcast_core::{
+    channel_starting_at, Publisher, RingHandle, SubscribeError, Subscriber, TryRecvError,
+};
+
+/// Readers are capped so that one input cannot grow without bound.
+const MAX_READERS: usize = 64;
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Op {
+    /// Publish a value (typed ring), or `len` bytes derived from it (byte
+    /// ring), written in three parts split at `split` if given.
+    Publish {
+        value: u64,
+        len: u8,
+        split: Option<(u8, u8)>,
+    },
+    /// `try_recv` on reader `i % readers`.
+    TryRecv(u8),
+    /// A new reader at the head.
+    Subscribe,
+    /// `subscribe_at(oldest_held + offset)`: below, inside and beyond.
+    SubscribeAt(i8),
+    /// Clone reader `i % readers`.
+    Clone(u8),
+    /// Drop the publisher; later publishes are skipped.
+    Close,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    /// The byte ring if true, else the typed ring.
+    bytes: bool,
+    /// Requested capacity, 1 to 16 (rounded up to a power of two).
+    capacity: u8,
+    /// Byte ring: `max_bytes` 1 to 256, `max_message_size` up to it.
+    max_bytes: u8,
+    max_message_size: u8,
+    /// Start at sequence number 0, or near the top of the `u64` range.
+    high_start: bool,
+    ops: Vec<Op>,
+}
+
+fn round8(n: u64) -> u64 {
+    n.div_ceil(8) * 8
+}
+
+/// The reference model; readers are plain cursors.
+struct Model {
+    capacity: usize,
+    /// Arena size in bytes; `u64::MAX` for the typed ring (bytes never bind).
+    arena_bytes: u64,
+    head: u64,
+    /// End of the bytes written so far.
+    reserved: u64,
+    closed: bool,
+    /// The last `capacity` messages: `(seq, pos, payload)`.
+    held: VecDeque<(u64, u64, Vec<u8>)>,
+    readers: Vec<u64>,
+}
+
+impl Model {
+    fn new(capacity: usize, arena_bytes: u64, start: u64) -> Self {
+        Self {
+            capacity: capacity.max(1).next_power_of_two(),
+            arena_bytes,
+            head: start,
+            reserved: 0,
+            closed: false,
+            held: VecDeque::new(),
+            readers: vec![start],
+        }
+    }
+
+    fn publish(&mut self, payload: Vec<u8>) -> u64 {
+        let seq = self.head;
+        let pos = self.reserved;
+        self.reserved += round8(payload.len() as u64);
+        self.held.push_back((seq, pos, payload));
+        if self.held.len() > self.capacity {
+            self.held.pop_front();
+        }
+        self.head += 1;
+        seq
+    }
+
+    fn oldest_held(&self) -> u64 {
+        self.held.front().map_or(self.head, |m| m.0)
+    }
+
+    fn intact(&self, pos: u64) -> bool {
+        self.reserved <= pos.saturating_add(self.arena_bytes)
+    }
+
+    fn subscribe_at(&mut self, seq: u64) -> Result<(), SubscribeError> {
+        if seq > self.head {
+            return Err(SubscribeError::Future {
+                seq,
+                head: self.head,
+            });
+        }
+        let oldest = self.oldest_held();
+        if seq < oldest {
+            return Err(SubscribeError::Expired {
+                seq,
+                oldest_held: oldest,
+            });
+        }
+        self.readers.push(seq);
+        Ok(())
+    }
+
+    fn try_recv(&mut self, reader: usize) -> Result<(u64, Vec<u8>), TryRecvError> {
+        let cursor = self.readers[reader];
+        if cursor == self.head {
+            return Err(if self.closed {
+                TryRecvError::Closed
+            } else {
+                TryRecvError::Empty
+            });
+        }
+        if let Some(m) = self
+            .held
+            .iter()
+            .find(|m| m.0 == cursor)
+            .filter(|m| self.intact(m.1))
+        {
+            let out = (m.0, m.2.clone());
+            self.readers[reader] = cursor + 1;
+            return Ok(out);
+        }
+        let resume = self
+            .held
+            .iter()
+            .filter(|m| m.0 > cursor)
+            .find(|m| self.intact(m.1))
+            .map_or(self.head, |m| m.0);
+        self.readers[reader] = resume;
+        Err(TryRecvError::Expired {
+            missed: resume - cursor,
+            resume_seq: resume,
+        })
+    }
+}
+
+/// What the replay needs from a ring.
+trait Ring {
+    type Reader: Clone;
+    fn publish(&mut self, payload: &[u8], split: Option<(u8, u8)>) -> Option<u64>;
+    fn close(&mut self);
+    fn subscribe(&self) -> Self::Reader;
+    fn subscribe_at(&self, seq: u64) -> Result<Self::Reader, SubscribeError>;
+    fn try_recv(reader: &mut Self::Reader) -> Result<(u64, Vec<u8>), TryRecvError>;
+    fn cursor(reader: &Self::Reader) -> u64;
+    fn lag(reader: &Self::Reader) -> u64;
+    /// `(head, oldest_held)`, checked to agree between publisher and handle.
+    fn observe(&self) -> (u64, u64);
+}
+
+struct Typed {
+    publisher: Option<Publisher<u64>>,
+    handle: RingHandle<u64>,
+}
+
+impl Ring for Typed {
+    type Reader = Subscriber<u64>;
+
+    fn publish(&mut self, payload: &[u8], _: Option<(u8, u8)>) -> Option<u64> {
+        let value = u64::from_le_bytes(payload.try_into().expect("typed payloads are 8 bytes"));
+        self.publisher.as_mut().map(|p| p.publish(value))
+    }
+
+    fn close(&mut self) {
+        self.publisher = None;
+    }
+
+    fn subscribe(&self) -> Self::Reader {
+        match &self.publisher {
+            Some(p) => p.subscribe(),
+            None => self.handle.subscribe(),
+        }
+    }
+
+    fn subscribe_at(&self, seq: u64) -> Result<Self::Reader, SubscribeError> {
+        match &self.publisher {
+            Some(p) => p.subscribe_at(seq),
+            None => self.handle.subscribe_at(seq),
+        }
+    }
+
+    fn try_recv(reader: &mut Self::Reader) -> Result<(u64, Vec<u8>), TryRecvError> {
+        let seq = reader.cursor();
+        reader.try_recv().map(|v| (seq, v.to_le_bytes().to_vec()))
+    }
+
+    fn cursor(reader: &Self::Reader) -> u64 {
+        reader.cursor()
+    }
+
+    fn lag(reader: &Self::Reader) -> u64 {
+        reader.lag()
+    }
+
+    fn observe(&self) -> (u64, u64) {
+        let seen = (self.handle.head(), self.handle.oldest_held());
+        if let Some(p) = &self.publisher {
+            assert_eq!((p.head(), p.oldest_held()), seen);
+        }
+        assert_eq!(self.handle.is_closed(), self.publisher.is_none());
+        seen
+    }
+}
+
+struct Bytes {
+    publisher: Option<BytePublisher>,
+    handle: ByteHandle,
+}
+
+impl Ring for Bytes {
+    type Reader = ByteSubscriber;
+
+    fn publish(&mut self, payload: &[u8], split: Option<(u8, u8)>) -> Option<u64> {
+        let publisher = self.publisher.as_mut()?;
+        let max = publisher.max_message_size();
+        let result = match split {
+            None => publisher.publish(payload).map_err(|e| {
+                assert_eq!(e.payload, payload, "a too-large payload is handed back");
+                (e.len, e.max)
+            }),
+            Some((a, b)) => {
+                let a = usize::from(a) % (payload.len() + 1);
+                let b = a + usize::from(b) % (payload.len() - a + 1);
+                let parts = [&payload[..a], &payload[a..b], &payload[b..]];
+                publisher
+                    .publish_vectored(&parts)
+                    .map_err(|e| (e.len, e.max))
+            }
+        };
+        match result {
+            Ok(seq) => Some(seq),
+            Err((len, refused_max)) => {
+                assert_eq!((len, refused_max), (payload.len(), max));
+                assert!(len > max);
+                None
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.publisher = None;
+    }
+
+    fn subscribe(&self) -> Self::Reader {
+        match &self.publisher {
+            Some(p) => p.subscribe(),
+            None => self.handle.subscribe(),
+        }
+    }
+
+    fn subscribe_at(&self, seq: u64) -> Result<Self::Reader, SubscribeError> {
+        match &self.publisher {
+            Some(p) => p.subscribe_at(seq),
+            None => self.handle.subscribe_at(seq),
+        }
+    }
+
+    fn try_recv(reader: &mut Self::Reader) -> Result<(u64, Vec<u8>), TryRecvError> {
+        // Stale contents of the buffer must not leak into the result.
+        let mut buf = vec![0xEE; 5];
+        reader.try_recv(&mut buf).map(|seq| (seq, buf))
+    }
+
+    fn cursor(reader: &Self::Reader) -> u64 {
+        reader.cursor()
+    }
+
+    fn lag(reader: &Self::Reader) -> u64 {
+        reader.lag()
+    }
+
+    fn observe(&self) -> (u64, u64) {
+        let seen = (self.handle.head(), self.handle.oldest_held());
+        if let Some(p) = &self.publisher {
+            assert_eq!((p.head(), p.oldest_held()), seen);
+        }
+        assert_eq!(self.handle.is_closed(), self.publisher.is_none());
+        seen
+    }
+}
+
+fn byte_payload(value: u64, len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| (value.rotate_left(i as u32 % 64) ^ i) as u8)
+        .collect()
+}
+
+/// Replays `ops`, comparing every observation with the model's.
+fn replay<R: Ring>(
+    mut ring: R,
+    first: R::Reader,
+    mut model: Model,
+    ops: &[Op],
+    payload_of: impl Fn(u64, usize) -> Vec<u8>,
+    max_message_size: usize,
+) {
+    let start = model.head;
+    let mut readers = vec![first];
+    // Per reader: where it started, messages delivered, messages missed.
+    let mut tally = vec![(start, 0u64, 0u64)];
+    for (step, op) in ops.iter().enumerate() {
+        match *op {
+            Op::Publish { value, len, split } => {
+                let payload = payload_of(value, len.into());
+                let got = ring.publish(&payload, split);
+                let expected = if model.closed || payload.len() > max_message_size {
+                    None
+                } else {
+                    Some(model.publish(payload))
+                };
+                assert_eq!(got, expected, "step {step}: {op:?}");
+            }
+            Op::TryRecv(i) => {
+                let i = usize::from(i) % readers.len();
+                let got = R::try_recv(&mut readers[i]);
+                let expected = model.try_recv(i);
+                assert_eq!(got, expected, "step {step}: {op:?} reader {i}");
+                count(&mut tally[i], &got);
+            }
+            Op::Subscribe if readers.len() < MAX_READERS => {
+                readers.push(ring.subscribe());
+                model.readers.push(model.head);
+                tally.push((model.head, 0, 0));
+            }
+            Op::SubscribeAt(offset) if readers.len() < MAX_READERS => {
+                let seq = model.oldest_held().saturating_add_signed(offset.into());
+                let got = ring.subscribe_at(seq);
+                let expected = model.subscribe_at(seq);
+                match (got, expected) {
+                    (Ok(reader), Ok(())) => {
+                        assert_eq!(R::cursor(&reader), seq);
+                        readers.push(reader);
+                        tally.push((seq, 0, 0));
+                    }
+                    (Err(got), Err(expected)) => assert_eq!(got, expected, "step {step}: {op:?}"),
+                    (got, expected) => panic!(
+                        "step {step}: subscribe_at({seq}): ring {:?}, model {expected:?}",
+                        got.map(|r| R::cursor(&r))
+                    ),
+                }
+            }
+            Op::Clone(i) if readers.len() < MAX_READERS => {
+                let i = usize::from(i) % readers.len();
+                readers.push(readers[i].clone());
+                model.readers.push(model.readers[i]);
+                // The clone's history so far is its original's.
+                tally.push(tally[i]);
+            }
+            Op::Subscribe | Op::SubscribeAt(_) | Op::Clone(_) => {}
+            Op::Close => {
+                ring.close();
+                model.closed = true;
+            }
+        }
+        assert_eq!(
+            ring.observe(),
+            (model.head, model.oldest_held()),
+            "step {step}: head, oldest_held"
+        );
+        for (i, reader) in readers.iter().enumerate() {
+            assert_eq!(
+                R::cursor(reader),
+                model.readers[i],
+                "step {step}: cursor {i}"
+            );
+            assert_eq!(
+                R::lag(reader),
+                model.head - model.readers[i],
+                "step {step}: lag {i}"
+            );
+        }
+    }
+    // Every reader drains to `Closed`; delivered + missed adds up.
+    ring.close();
+    model.closed = true;
+    for (i, reader) in readers.iter_mut().enumerate() {
+        loop {
+            let got = R::try_recv(reader);
+            let expected = model.try_recv(i);
+            assert_eq!(got, expected, "drain reader {i}");
+            count(&mut tally[i], &got);
+            if got == Err(TryRecvError::Closed) {
+                break;
+            }
+        }
+        let (from, delivered, missed) = tally[i];
+        assert_eq!(
+            delivered + missed,
+            model.head - from,
+            "reader {i}: delivered {delivered} + missed {missed} != published since {from}"
+        );
+        // Closed is final.
+        assert_eq!(R::try_recv(reader), Err(TryRecvError::Closed));
+    }
+}
+
+fn count(tally: &mut (u64, u64, u64), got: &Result<(u64, Vec<u8>), TryRecvError>) {
+    match got {
+        Ok(_) => tally.1 += 1,
+        Err(TryRecvError::Expired { missed, .. }) => tally.2 += missed,
+        Err(_) => {}
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let capacity = usize::from(input.capacity % 16) + 1;
+    let start = if input.high_start {
+        // Room for every publish an input can hold.
+        u64::MAX - 1 - (1 << 20)
+    } else {
+        0
+    };
+    if input.bytes {
+        let max_bytes = usize::from(input.max_bytes) + 1;
+        let arena_bytes = round8(max_bytes as u64);
+        let max_message_size = usize::from(input.max_message_size).min(arena_bytes as usize);
+        let config = Config::new()
+            .capacity(capacity)
+            .max_bytes(max_bytes)
+            .max_message_size(max_message_size);
+        let (publisher, first) =
+            bytes::channel_starting_at(config, start).expect("max_message_size <= arena");
+        let handle = publisher.handle();
+        assert_eq!(handle.capacity(), capacity.next_power_of_two());
+        assert_eq!(handle.max_message_size(), max_message_size);
+        let model = Model::new(capacity, arena_bytes, start);
+        let ring = Bytes {
+            publisher: Some(publisher),
+            handle,
+        };
+        // Payloads up to 255 bytes: some above the size limit.
+        replay(
+            ring,
+            first,
+            model,
+            &input.ops,
+            byte_payload,
+            max_message_size,
+        );
+    } else {
+        let (publisher, first) = channel_starting_at::<u64>(capacity, start);
+        let handle = publisher.handle();
+        let model = Model::new(capacity, u64::MAX, start);
+        assert_eq!(publisher.capacity(), model.capacity);
+        let ring = Typed {
+            publisher: Some(publisher),
+            handle,
+        };
+        replay(
+            ring,
+            first,
+            model,
+            &input.ops,
+            |value, _| value.to_le_bytes().to_vec(),
+            8,
+        );
+    }
+});
