@@ -17,17 +17,8 @@ async fn broadcast_reaches_every_node_and_own_subscribers() {
     let certs = Certs::new(&["p", "a", "b"]);
     let mut p = config("p", certs.path()).start().await.unwrap();
     let own = collect(&mut p, TOPIC);
-    let mut a = config("a", certs.path())
-        .peer("p", p.local_addr())
-        .start()
-        .await
-        .unwrap();
-    let mut b = config("b", certs.path())
-        .peer("p", p.local_addr())
-        .start()
-        .await
-        .unwrap();
-    let (la, lb) = (collect(&mut a, TOPIC), collect(&mut b, TOPIC));
+    let (_a, la) = follower("a", certs.path(), p.local_addr()).await;
+    let (_b, lb) = follower("b", certs.path(), p.local_addr()).await;
     wait_for("connections", T, || {
         la.lock().connects() == [ConnectOutcome::New]
             && lb.lock().connects() == [ConnectOutcome::New]
@@ -57,12 +48,7 @@ async fn new_node_sees_only_messages_after_it_joined() {
     let certs = Certs::new(&["p", "a"]);
     let p = config("p", certs.path()).start().await.unwrap();
     publish(&p, 30, "before");
-    let mut a = config("a", certs.path())
-        .peer("p", p.local_addr())
-        .start()
-        .await
-        .unwrap();
-    let la = collect(&mut a, TOPIC);
+    let (_a, la) = follower("a", certs.path(), p.local_addr()).await;
     wait_for("connection", T, || {
         la.lock().connects() == [ConnectOutcome::New]
     })
@@ -79,13 +65,7 @@ async fn catch_up_after_disconnect_delivers_every_missed_message_in_order() {
     let certs = Certs::new(&["p", "a"]);
     let p = config("p", certs.path()).start().await.unwrap();
     let proxy = UdpProxy::start(p.local_addr(), 1).await.unwrap();
-    let mut a = config("a", certs.path())
-        .peer("p", proxy.addr())
-        .start()
-        .await
-        .unwrap();
-    let la = collect(&mut a, TOPIC);
-    wait_for("connection", T, || la.lock().connects().len() == 1).await;
+    let (_a, la) = follower("a", certs.path(), proxy.addr()).await;
     publish(&p, 10, "live");
     wait_for("live delivery", T, || la.lock().messages("p").len() == 10).await;
 
@@ -115,13 +95,7 @@ async fn node_away_longer_than_capacity_gets_cursor_expired_then_continues() {
     let certs = Certs::new(&["p", "a"]);
     let p = config("p", certs.path()).start().await.unwrap();
     let proxy = UdpProxy::start(p.local_addr(), 2).await.unwrap();
-    let mut a = config("a", certs.path())
-        .peer("p", proxy.addr())
-        .start()
-        .await
-        .unwrap();
-    let la = collect(&mut a, TOPIC);
-    wait_for("connection", T, || la.lock().connects().len() == 1).await;
+    let (_a, la) = follower("a", certs.path(), proxy.addr()).await;
     publish(&p, 5, "live");
     wait_for("live delivery", T, || la.lock().messages("p").len() == 5).await;
 
@@ -174,13 +148,7 @@ async fn producer_restart_is_detected_even_past_the_old_cursor() {
     let p = config("p", certs.path()).start().await.unwrap();
     let old_epoch = p.epoch();
     let proxy = UdpProxy::start(p.local_addr(), 3).await.unwrap();
-    let mut a = config("a", certs.path())
-        .peer("p", proxy.addr())
-        .start()
-        .await
-        .unwrap();
-    let la = collect(&mut a, TOPIC);
-    wait_for("connection", T, || la.lock().connects().len() == 1).await;
+    let (_a, la) = follower("a", certs.path(), proxy.addr()).await;
     publish(&p, 10, "old");
     wait_for("delivery", T, || la.lock().messages("p").len() == 10).await;
 
@@ -227,13 +195,7 @@ async fn message_in_flight_when_link_breaks_is_delivered_exactly_once() {
     let certs = Certs::new(&["p", "a"]);
     let p = config("p", certs.path()).start().await.unwrap();
     let proxy = UdpProxy::start(p.local_addr(), 4).await.unwrap();
-    let mut a = config("a", certs.path())
-        .peer("p", proxy.addr())
-        .start()
-        .await
-        .unwrap();
-    let la = collect(&mut a, TOPIC);
-    wait_for("connection", T, || la.lock().connects().len() == 1).await;
+    let (_a, la) = follower("a", certs.path(), proxy.addr()).await;
     publish(&p, 3, "before");
     wait_for("delivery", T, || la.lock().messages("p").len() == 3).await;
 
@@ -267,21 +229,8 @@ async fn flush_reports_a_lagging_consumer() {
     let certs = Certs::new(&["p", "a", "b"]);
     let p = config("p", certs.path()).start().await.unwrap();
     let proxy = UdpProxy::start(p.local_addr(), 5).await.unwrap();
-    let mut a = config("a", certs.path())
-        .peer("p", p.local_addr())
-        .start()
-        .await
-        .unwrap();
-    let mut b = config("b", certs.path())
-        .peer("p", proxy.addr())
-        .start()
-        .await
-        .unwrap();
-    let (la, lb) = (collect(&mut a, TOPIC), collect(&mut b, TOPIC));
-    wait_for("connections", T, || {
-        la.lock().connects().len() == 1 && lb.lock().connects().len() == 1
-    })
-    .await;
+    let (_a, la) = follower("a", certs.path(), p.local_addr()).await;
+    let (_b, lb) = follower("b", certs.path(), proxy.addr()).await;
 
     publish(&p, 20, "m");
     let report = p.flush(Duration::from_secs(5)).await;
@@ -306,21 +255,8 @@ async fn direct_message_reaches_only_its_target() {
     let certs = Certs::new(&["p", "a", "b"]);
     let mut p = config("p", certs.path()).start().await.unwrap();
     let own = collect(&mut p, TOPIC);
-    let mut a = config("a", certs.path())
-        .peer("p", p.local_addr())
-        .start()
-        .await
-        .unwrap();
-    let mut b = config("b", certs.path())
-        .peer("p", p.local_addr())
-        .start()
-        .await
-        .unwrap();
-    let (la, lb) = (collect(&mut a, TOPIC), collect(&mut b, TOPIC));
-    wait_for("connections", T, || {
-        la.lock().connects().len() == 1 && lb.lock().connects().len() == 1
-    })
-    .await;
+    let (_a, la) = follower("a", certs.path(), p.local_addr()).await;
+    let (_b, lb) = follower("b", certs.path(), p.local_addr()).await;
     wait_for("records", T, || p.cursor_records() == 2).await;
 
     publish(&p, 2, "m");
@@ -388,13 +324,7 @@ async fn cursor_records_of_gone_consumers_expire_after_their_ttl() {
         .start()
         .await
         .unwrap();
-    let mut a = config("a", certs.path())
-        .peer("p", p.local_addr())
-        .start()
-        .await
-        .unwrap();
-    let la = collect(&mut a, TOPIC);
-    wait_for("connection", T, || la.lock().connects().len() == 1).await;
+    let (a, _la) = follower("a", certs.path(), p.local_addr()).await;
     wait_for("record", T, || p.cursor_records() == 1).await;
     a.shutdown().await;
     // Kept while the consumer may come back...

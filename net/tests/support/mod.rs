@@ -149,3 +149,24 @@ pub fn publish(node: &Node, n: usize, label: &str) -> Vec<u64> {
         })
         .collect()
 }
+
+/// Starts node `name` following the producer `p` at `addr` (directly or
+/// through a proxy), collects its subscription to `TOPIC`, and waits until
+/// it is connected.
+pub async fn follower(
+    name: &str,
+    certs: &Path,
+    addr: std::net::SocketAddr,
+) -> (Node, Arc<Mutex<Log>>) {
+    let mut node = config(name, certs)
+        .peer("p", addr)
+        .start()
+        .await
+        .expect("start a follower");
+    let log = collect(&mut node, TOPIC);
+    wait_for("a follower to connect", Duration::from_secs(10), || {
+        !log.lock().connects().is_empty()
+    })
+    .await;
+    (node, log)
+}
