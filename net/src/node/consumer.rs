@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::dispatch::{Cached, Dispatch};
 use super::{ConnectOutcome, Inner, LinkError, NodeEvent, PeerStatus};
 use crate::proto::{
     AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, ErrorCode, Event, Outcome,
@@ -111,22 +112,34 @@ async fn stream(
         .map_err(|e| LinkError::Encode(e.to_string()))?;
     send.write_all(&out).await?;
     let mut decoder = Decoder::new(inner.limits);
+    let mut local = Local {
+        subs: inner.dispatch.cache(),
+        topic: None,
+    };
     loop {
         let deadline = session.next_ack_deadline();
         tokio::select! {
             chunk = recv.read_chunk(1 << 20, true) => match chunk? {
                 Some(chunk) => decoder.push(&chunk.bytes),
-                None => return Ok(()),
+                // The producer finished its stream; inside a frame, that is
+                // a malformed frame.
+                None => {
+                    return decoder
+                        .finish()
+                        .map_err(|e| super::close(&conn, e.code(), LinkError::Decode(e)))
+                }
             },
             _ = sleep_until(deadline), if deadline.is_some() => {}
         }
+        // One clock read per chunk: its frames all arrived together.
+        let now = Instant::now();
         loop {
             let frame = match decoder.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => return Err(super::close(&conn, e.code(), LinkError::Decode(e))),
             };
-            let events = match session.handle(Instant::now(), frame) {
+            let events = match session.handle(now, frame) {
                 Ok(events) => events,
                 Err(e) => return Err(super::close(&conn, e.code(), LinkError::Protocol(e))),
             };
@@ -146,11 +159,11 @@ async fn stream(
                         missed: 0,
                         resume_seq: *next_seq,
                     };
-                    deliver(inner, peer, event, connected, backoff).await;
-                    deliver(inner, peer, expired, connected, backoff).await;
+                    deliver(inner, peer, event, connected, backoff, &mut local).await;
+                    deliver(inner, peer, expired, connected, backoff, &mut local).await;
                     continue;
                 }
-                deliver(inner, peer, event, connected, backoff).await;
+                deliver(inner, peer, event, connected, backoff, &mut local).await;
             }
             // Saved after every frame: a cursor is only ever moved past what
             // was delivered, so a break at any point resumes exactly here.
@@ -172,13 +185,37 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// What a connection's reader keeps between messages to hand them over
+/// cheaply.
+struct Local {
+    /// The node's subscriptions, refreshed when one is added.
+    subs: Cached,
+    /// The last topic seen, shared by the messages that repeat it.
+    topic: Option<Arc<str>>,
+}
+
+impl Local {
+    fn topic(&mut self, topic: String) -> Arc<str> {
+        match &self.topic {
+            Some(last) if **last == *topic => Arc::clone(last),
+            _ => {
+                let topic: Arc<str> = topic.into();
+                self.topic = Some(Arc::clone(&topic));
+                topic
+            }
+        }
+    }
+}
+
 async fn deliver(
     inner: &Inner,
     peer: &Arc<str>,
     event: Event,
     connected: &mut bool,
     backoff: &mut Backoff,
+    local: &mut Local,
 ) {
+    inner.dispatch.refresh(&mut local.subs);
     let event = match event {
         Event::Connected {
             outcome,
@@ -205,14 +242,14 @@ async fn deliver(
             topic,
             payload,
         } => {
-            if !inner.dispatch.wants(&topic) {
+            if !Dispatch::cached_wants(&local.subs, &topic) {
                 return;
             }
             NodeEvent::Message {
                 from: Arc::clone(peer),
                 epoch,
                 seq,
-                topic: topic.into(),
+                topic: local.topic(topic),
                 payload,
             }
         }
@@ -235,5 +272,5 @@ async fn deliver(
             payload,
         },
     };
-    inner.dispatch.deliver(event).await;
+    Dispatch::deliver_cached(&local.subs, event).await;
 }

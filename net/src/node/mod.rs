@@ -441,7 +441,9 @@ impl Node {
     /// Subscribes to `topic`: messages from this node and from every peer it
     /// follows, from now on.
     pub fn subscribe(&self, topic: &str) -> Subscription {
-        self.inner.dispatch.subscribe(topic)
+        // Read before subscribing: local delivery starts no later than here.
+        let head = self.inner.ring.head();
+        self.inner.dispatch.subscribe(topic, head)
     }
 
     /// Sends `payload` on `topic` to the node `to` only, if it is connected

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use ringcast_core::{RecvError, SubscribeError, TryRecvError};
 use tokio::sync::{mpsc, Notify};
 
+use super::dispatch::Dispatch;
 use super::{split_entry, FlushReport, Inner, LinkError, NodeError, NodeEvent};
 use crate::proto::{Decoder, Encoder, Frame, ProducerSession, RingView};
 
@@ -206,7 +207,18 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
             }
             match recv.read_chunk(64 << 10, true).await? {
                 Some(chunk) => decoder.push(&chunk.bytes),
-                None => return Err(LinkError::Finished),
+                // The stream ended: inside a frame that is a malformed
+                // frame, before any frame a consumer breaking the protocol.
+                None => {
+                    return Err(match decoder.finish() {
+                        Err(e) => super::close(&conn, e.code(), LinkError::Decode(e)),
+                        Ok(()) => super::close(
+                            &conn,
+                            crate::proto::ErrorCode::ProtocolViolation,
+                            LinkError::Finished,
+                        ),
+                    })
+                }
             }
         }
     })
@@ -397,17 +409,64 @@ async fn read_acks(
         }
         match recv.read_chunk(64 << 10, true).await {
             Ok(Some(chunk)) => decoder.push(&chunk.bytes),
-            Ok(None) | Err(_) => return,
+            Ok(None) => {
+                // No more acks; ending inside a frame is a malformed frame.
+                if let Err(e) = decoder.finish() {
+                    super::close(&conn, e.code(), LinkError::Decode(e));
+                }
+                return;
+            }
+            Err(_) => return,
         }
     }
 }
 
 /// Delivers this node's own messages to its own subscriptions.
+///
+/// While the node has no subscription the pump does not read the ring (a
+/// publishing node would otherwise wake it for every message, for
+/// nothing): it waits for a subscription and starts at the ring head that
+/// subscription saw, so it gets every local message published after it.
+/// It starts that way too: a subscription made before the pump first runs
+/// still gets everything published after it.
 pub(crate) async fn local_pump(inner: Arc<Inner>) {
+    // Replaced before the first read: the pump starts idle.
     let mut subscriber = inner.ring.subscribe();
+    let mut idle = true;
     let mut shutdown = inner.shutdown.clone();
     let mut entry = Vec::new();
+    let mut subs = inner.dispatch.cache();
     loop {
+        inner.dispatch.refresh(&mut subs);
+        if idle || (!subs.any_live() && inner.dispatch.go_idle()) {
+            let start = tokio::select! {
+                _ = shutdown.changed() => return,
+                start = inner.dispatch.wait_subscribed() => start,
+            };
+            subscriber = match inner.ring.subscribe_at(start) {
+                Ok(s) => s,
+                // Lapped between the subscription and this wake-up: say so.
+                Err(SubscribeError::Expired { oldest_held, .. }) => {
+                    inner
+                        .dispatch
+                        .deliver(NodeEvent::CursorExpired {
+                            from: Arc::clone(&inner.name),
+                            epoch: inner.epoch,
+                            missed: oldest_held.saturating_sub(start),
+                            resume_seq: oldest_held,
+                        })
+                        .await;
+                    inner
+                        .ring
+                        .subscribe_at(oldest_held)
+                        .unwrap_or_else(|_| inner.ring.subscribe())
+                }
+                // The head only grows: a head read earlier is never ahead.
+                Err(SubscribeError::Future { .. }) => inner.ring.subscribe(),
+            };
+            idle = false;
+            continue;
+        }
         let result = tokio::select! {
             _ = shutdown.changed() => return,
             r = subscriber.recv_async(&mut entry) => r,
@@ -417,7 +476,7 @@ pub(crate) async fn local_pump(inner: Arc<Inner>) {
                 let Some((topic, payload)) = split_entry(&entry) else {
                     continue;
                 };
-                if !inner.dispatch.wants(topic) {
+                if !Dispatch::cached_wants(&subs, topic) {
                     continue;
                 }
                 NodeEvent::Message {
@@ -436,7 +495,7 @@ pub(crate) async fn local_pump(inner: Arc<Inner>) {
             },
             Err(RecvError::Closed) => return,
         };
-        inner.dispatch.deliver(event).await;
+        Dispatch::deliver_cached(&subs, event).await;
     }
 }
 
