@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::dispatch::{Cached, Dispatch};
+use super::dispatch::Outbox;
 use super::{ConnectOutcome, Inner, LinkError, NodeEvent, PeerStatus};
 use crate::proto::{
     AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, ErrorCode, Event, Outcome,
@@ -113,7 +113,7 @@ async fn stream(
     send.write_all(&out).await?;
     let mut decoder = Decoder::new(inner.limits);
     let mut local = Local {
-        subs: inner.dispatch.cache(),
+        outbox: inner.dispatch.outbox(false),
         topic: None,
     };
     loop {
@@ -131,17 +131,18 @@ async fn stream(
             },
             _ = sleep_until(deadline), if deadline.is_some() => {}
         }
+        local.outbox.refresh(&inner.dispatch).await;
         // One clock read per chunk: its frames all arrived together.
         let now = Instant::now();
-        loop {
+        let result = loop {
             let frame = match decoder.next_frame() {
                 Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => return Err(super::close(&conn, e.code(), LinkError::Decode(e))),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err((e.code(), LinkError::Decode(e))),
             };
             let events = match session.handle(now, frame) {
                 Ok(events) => events,
-                Err(e) => return Err(super::close(&conn, e.code(), LinkError::Protocol(e))),
+                Err(e) => break Err((e.code(), LinkError::Protocol(e))),
             };
             for event in events {
                 if let (
@@ -159,15 +160,25 @@ async fn stream(
                         missed: 0,
                         resume_seq: *next_seq,
                     };
-                    deliver(inner, peer, event, connected, backoff, &mut local).await;
-                    deliver(inner, peer, expired, connected, backoff, &mut local).await;
+                    take(inner, peer, event, connected, backoff, &mut local);
+                    take(inner, peer, expired, connected, backoff, &mut local);
                     continue;
                 }
-                deliver(inner, peer, event, connected, backoff, &mut local).await;
+                take(inner, peer, event, connected, backoff, &mut local);
             }
-            // Saved after every frame: a cursor is only ever moved past what
-            // was delivered, so a break at any point resumes exactly here.
-            *cursor = session.cursor();
+            if local.outbox.is_full() {
+                local.outbox.flush().await;
+                *cursor = session.cursor();
+            }
+        };
+        // Delivered, then recorded: the cursor never moves past an event the
+        // subscriptions do not have, so a break at any point resumes
+        // exactly after the last delivered message, even on a frame error
+        // (the session keeps the cursor of its last good frame).
+        local.outbox.flush().await;
+        *cursor = session.cursor();
+        if let Err((code, error)) = result {
+            return Err(super::close(&conn, code, error));
         }
         if let Some(ack) = session.poll_ack(Instant::now()) {
             out.clear();
@@ -188,8 +199,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// What a connection's reader keeps between messages to hand them over
 /// cheaply.
 struct Local {
-    /// The node's subscriptions, refreshed when one is added.
-    subs: Cached,
+    /// Batches for the node's subscriptions, refreshed when one is added.
+    outbox: Outbox,
     /// The last topic seen, shared by the messages that repeat it.
     topic: Option<Arc<str>>,
 }
@@ -207,7 +218,8 @@ impl Local {
     }
 }
 
-async fn deliver(
+/// Turns a session event into a status report or a pending delivery.
+fn take(
     inner: &Inner,
     peer: &Arc<str>,
     event: Event,
@@ -215,7 +227,6 @@ async fn deliver(
     backoff: &mut Backoff,
     local: &mut Local,
 ) {
-    inner.dispatch.refresh(&mut local.subs);
     let event = match event {
         Event::Connected {
             outcome,
@@ -242,7 +253,7 @@ async fn deliver(
             topic,
             payload,
         } => {
-            if !Dispatch::cached_wants(&local.subs, &topic) {
+            if !local.outbox.wants(&topic) {
                 return;
             }
             NodeEvent::Message {
@@ -272,5 +283,5 @@ async fn deliver(
             payload,
         },
     };
-    Dispatch::deliver_cached(&local.subs, event).await;
+    local.outbox.push(event);
 }

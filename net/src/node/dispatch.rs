@@ -1,16 +1,23 @@
 //! Local subscriptions: where events from every producer (this node
 //! included) are handed to the application.
+//!
+//! Events travel in batches: a delivering task (a connection's reader, or
+//! the local pump) collects the events of one network read or one ring drain
+//! in an [`Outbox`] and hands each subscription one `Vec` of them, so the
+//! cost of the hand-off is paid per batch, not per message.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
 
 use super::NodeEvent;
+
+/// Events handed to one subscription at a time, at most.
+pub(crate) const BATCH: usize = 256;
 
 /// The subscriptions of one node, by topic.
 ///
@@ -18,21 +25,23 @@ use super::NodeEvent;
 /// delivers to it wait. For a peer's stream that task is the connection's
 /// reader, so QUIC flow control slows the peer's sender, which falls behind
 /// in the peer's ring and is eventually told it expired — the peer itself
-/// never waits. Memory stays bounded by `buffer` events per subscription.
+/// never waits. Memory stays bounded by about `buffer` events per
+/// subscription (`buffer / BATCH` batches of at most `BATCH`).
 #[derive(Debug)]
 pub(crate) struct Dispatch {
     /// A snapshot of the subscriptions, replaced (not mutated) on change, so
-    /// that delivering takes the lock only to clone an `Arc`; and where the
-    /// idle local pump is to start.
+    /// that an [`Outbox`] only needs an `Arc` clone to catch up; and where
+    /// the idle local pump is to start.
     state: Mutex<State>,
     /// Bumped under the `state` lock after every replacement of the
-    /// snapshot. A [`Cached`] snapshot is current while its version equals
-    /// this. Release on the bump, Acquire on the check: a reader that sees
-    /// the new version then takes the lock and gets the new snapshot.
+    /// snapshot. An [`Outbox`] is current while its version equals this.
+    /// Release on the bump, Acquire on the check: a task that sees the new
+    /// version then takes the lock and gets the new snapshot.
     version: AtomicU64,
     /// Wakes the idle local pump when a subscription arrives.
     subscribed: Notify,
-    buffer: usize,
+    /// Batches queued per subscription (at least 1).
+    batches: usize,
 }
 
 #[derive(Debug)]
@@ -45,26 +54,26 @@ struct State {
     idle_start: Option<u64>,
 }
 
-/// A delivering task's own copy of the subscriptions: checking it costs an
-/// atomic load per message instead of a lock and an `Arc` clone.
-#[derive(Debug)]
-pub(crate) struct Cached {
-    version: u64,
-    subs: Arc<Vec<Sub>>,
-}
-
-impl Cached {
-    /// Whether any subscription in it is still open (can go stale at once:
-    /// a subscription may be dropped or added right after).
-    pub(crate) fn any_live(&self) -> bool {
-        self.subs.iter().any(|s| !s.tx.is_closed())
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Sub {
     topic: Arc<str>,
-    tx: mpsc::Sender<NodeEvent>,
+    tx: mpsc::Sender<Vec<NodeEvent>>,
+    /// The local ring's head when the subscription was made: local messages
+    /// below it were published before it and are not its to see.
+    local_start: u64,
+}
+
+impl Sub {
+    fn takes(&self, event: &NodeEvent, local: bool) -> bool {
+        match event {
+            NodeEvent::Message { topic, seq, .. } => {
+                **topic == *self.topic && !(local && *seq < self.local_start)
+            }
+            NodeEvent::Direct { topic, .. } => **topic == *self.topic,
+            // An expiry concerns every topic of its producer.
+            NodeEvent::CursorExpired { .. } => true,
+        }
+    }
 }
 
 impl Dispatch {
@@ -76,14 +85,14 @@ impl Dispatch {
             }),
             version: AtomicU64::new(0),
             subscribed: Notify::new(),
-            buffer: buffer.max(1),
+            batches: buffer.div_ceil(BATCH).max(1),
         }
     }
 
     /// A subscription to `topic`; `head` is the local ring's head read
     /// before the call (where local delivery must start for it).
     pub(crate) fn subscribe(&self, topic: &str, head: u64) -> Subscription {
-        let (tx, rx) = mpsc::channel(self.buffer);
+        let (tx, rx) = mpsc::channel(self.batches);
         let mut state = self.state.lock();
         let mut next: Vec<Sub> = state
             .subs
@@ -94,45 +103,33 @@ impl Dispatch {
         next.push(Sub {
             topic: topic.into(),
             tx,
+            local_start: head,
         });
         state.subs = Arc::new(next);
         state.idle_start = Some(state.idle_start.map_or(head, |s| s.min(head)));
-        // Release: pairs with the Acquire in `refresh`.
+        // Release: pairs with the Acquire in `Outbox::refresh`.
         self.version.fetch_add(1, Ordering::Release);
         drop(state);
         // A stored permit if the pump is not waiting yet: no lost wake-up.
         self.subscribed.notify_one();
-        Subscription { rx }
+        Subscription {
+            rx,
+            ready: Vec::new().into_iter(),
+        }
     }
 
-    fn snapshot(&self) -> Arc<Vec<Sub>> {
-        Arc::clone(&self.state.lock().subs)
-    }
-
-    /// A copy of the subscriptions for a delivering task.
-    pub(crate) fn cache(&self) -> Cached {
+    /// An outbox for a delivering task; `local` for the local pump (whose
+    /// messages each subscription takes from its `local_start` on).
+    pub(crate) fn outbox(&self, local: bool) -> Outbox {
         let state = self.state.lock();
-        Cached {
+        Outbox {
             // Read under the lock, which every bump holds: matches `subs`.
             version: self.version.load(Ordering::Relaxed),
+            pending: vec![Vec::new(); state.subs.len()],
             subs: Arc::clone(&state.subs),
+            queued: 0,
+            local,
         }
-    }
-
-    /// Brings `cache` up to date if a subscription was added since.
-    pub(crate) fn refresh(&self, cache: &mut Cached) {
-        // Acquire: pairs with the Release bump in `subscribe`.
-        if self.version.load(Ordering::Acquire) != cache.version {
-            *cache = self.cache();
-        }
-    }
-
-    /// Whether any live subscription in `cache` listens to `topic`.
-    pub(crate) fn cached_wants(cache: &Cached, topic: &str) -> bool {
-        cache
-            .subs
-            .iter()
-            .any(|s| &*s.topic == topic && !s.tx.is_closed())
     }
 
     /// For the local pump: if no live subscription exists, marks the pump
@@ -162,44 +159,88 @@ impl Dispatch {
             notified.await;
         }
     }
+}
 
-    /// Hands `event` to every subscription of its topic (every subscription
-    /// for an expiry, which concerns all topics of its producer). Waits
-    /// while a subscription is full; skips closed ones.
-    pub(crate) async fn deliver(&self, event: NodeEvent) {
-        let subs = self.snapshot();
-        Self::deliver_to(&subs, event).await;
+/// A delivering task's batches in the making, one per subscription, and its
+/// own copy of the subscription list (checked with one atomic load).
+///
+/// Events pushed are not delivered until [`flush`](Self::flush): a task
+/// flushes before it records progress that depends on delivery (a consumer
+/// cursor), and before it waits for more input.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    version: u64,
+    subs: Arc<Vec<Sub>>,
+    /// `pending[i]` is the batch for `subs[i]`.
+    pending: Vec<Vec<NodeEvent>>,
+    /// Events pushed since the last flush, all subscriptions together.
+    queued: usize,
+    local: bool,
+}
+
+impl Outbox {
+    /// Catches up with subscriptions added since; flushes first, as the
+    /// pending batches belong to the old list.
+    pub(crate) async fn refresh(&mut self, dispatch: &Dispatch) {
+        // Acquire: pairs with the Release bump in `Dispatch::subscribe`.
+        if dispatch.version.load(Ordering::Acquire) != self.version {
+            self.flush().await;
+            *self = dispatch.outbox(self.local);
+        }
     }
 
-    /// [`Self::deliver`] to the subscriptions in `cache` (kept current with
-    /// [`Self::refresh`]).
-    pub(crate) async fn deliver_cached(cache: &Cached, event: NodeEvent) {
-        Self::deliver_to(&cache.subs, event).await;
+    /// Whether any subscription in it is still open (can go stale at once).
+    pub(crate) fn any_live(&self) -> bool {
+        self.subs.iter().any(|s| !s.tx.is_closed())
     }
 
-    async fn deliver_to(subs: &[Sub], event: NodeEvent) {
-        // The event is cloned for every matching subscription but the last,
-        // which gets it moved: one subscription, no clone.
-        let mut last: Option<&Sub> = None;
-        for sub in subs {
-            if event.topic().is_some_and(|t| t != &*sub.topic) {
+    /// Whether any live subscription listens to `topic`.
+    pub(crate) fn wants(&self, topic: &str) -> bool {
+        self.subs
+            .iter()
+            .any(|s| *s.topic == *topic && !s.tx.is_closed())
+    }
+
+    /// Adds `event` to the batch of every subscription that takes it (moved
+    /// into the last one, cloned for the others).
+    pub(crate) fn push(&mut self, event: NodeEvent) {
+        let mut last = None;
+        for (i, sub) in self.subs.iter().enumerate() {
+            if !sub.takes(&event, self.local) || sub.tx.is_closed() {
                 continue;
             }
-            if let Some(previous) = last.replace(sub) {
-                Self::send(previous, event.clone()).await;
+            if let Some(previous) = last.replace(i) {
+                self.pending[previous].push(event.clone());
             }
         }
-        if let Some(sub) = last {
-            Self::send(sub, event).await;
+        if let Some(i) = last {
+            self.pending[i].push(event);
+            self.queued += 1;
         }
     }
 
-    async fn send(sub: &Sub, event: NodeEvent) {
-        match sub.tx.try_send(event) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(event)) => {
-                // A closed receiver is not an error: it unsubscribed.
-                let _ = sub.tx.send(event).await;
+    /// Whether a flush is due before more is pushed.
+    pub(crate) fn is_full(&self) -> bool {
+        self.queued >= BATCH
+    }
+
+    /// Hands every pending batch to its subscription, waiting while one is
+    /// full; a closed subscription's batch is dropped (it unsubscribed).
+    pub(crate) async fn flush(&mut self) {
+        if self.queued == 0 {
+            return;
+        }
+        self.queued = 0;
+        for (sub, pending) in self.subs.iter().zip(&mut self.pending) {
+            if pending.is_empty() {
+                continue;
+            }
+            let batch = std::mem::replace(pending, Vec::with_capacity(BATCH.min(64)));
+            match sub.tx.try_send(batch) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(batch)) => {
+                    let _ = sub.tx.send(batch).await;
+                }
             }
         }
     }
@@ -216,23 +257,39 @@ impl Dispatch {
 /// sees; those are not losses. Dropping the subscription unsubscribes.
 #[derive(Debug)]
 pub struct Subscription {
-    rx: mpsc::Receiver<NodeEvent>,
+    rx: mpsc::Receiver<Vec<NodeEvent>>,
+    /// The rest of the batch being read.
+    ready: std::vec::IntoIter<NodeEvent>,
 }
 
 impl Subscription {
     /// The next event; `None` once the node has shut down.
     pub async fn recv(&mut self) -> Option<NodeEvent> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// The next event if one is ready, without waiting.
     pub fn try_recv(&mut self) -> Option<NodeEvent> {
-        self.rx.try_recv().ok()
+        loop {
+            if let Some(event) = self.ready.next() {
+                return Some(event);
+            }
+            self.ready = self.rx.try_recv().ok()?.into_iter();
+        }
     }
 
     /// Polls for the next event (the `Stream` shape).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<NodeEvent>> {
-        self.rx.poll_recv(cx)
+        loop {
+            if let Some(event) = self.ready.next() {
+                return Poll::Ready(Some(event));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.ready = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -240,7 +297,7 @@ impl futures_core::Stream for Subscription {
     type Item = NodeEvent;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<NodeEvent>> {
-        self.get_mut().rx.poll_recv(cx)
+        self.get_mut().poll_recv(cx)
     }
 }
 
@@ -275,15 +332,15 @@ mod tests {
     #[tokio::test]
     async fn once_every_subscription_is_gone_the_pump_idles_until_a_new_one() {
         let d = Dispatch::new(4);
-        let mut cache = d.cache();
-        assert!(!cache.any_live());
+        let mut outbox = d.outbox(true);
+        assert!(!outbox.any_live());
         let s = d.subscribe("t", 0);
-        d.refresh(&mut cache);
-        assert!(cache.any_live());
-        assert!(Dispatch::cached_wants(&cache, "t"));
-        assert!(!Dispatch::cached_wants(&cache, "u"));
+        outbox.refresh(&d).await;
+        assert!(outbox.any_live());
+        assert!(outbox.wants("t"));
+        assert!(!outbox.wants("u"));
         drop(s);
-        assert!(!cache.any_live());
+        assert!(!outbox.any_live());
         assert!(d.go_idle());
         // The permit the earlier subscription left is not a subscription.
         let waited = tokio::time::timeout(Duration::from_millis(20), d.wait_subscribed()).await;
@@ -293,15 +350,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cached_delivery_reaches_every_subscription_of_the_topic_only() {
+    async fn a_batch_reaches_every_subscription_of_the_topic_only_in_order() {
         let d = Dispatch::new(4);
         let mut t1 = d.subscribe("t", 0);
         let mut t2 = d.subscribe("t", 0);
         let mut u = d.subscribe("u", 0);
-        let cache = d.cache();
-        Dispatch::deliver_cached(&cache, message("t", 5)).await;
-        assert_eq!(t1.try_recv(), Some(message("t", 5)));
-        assert_eq!(t2.try_recv(), Some(message("t", 5)));
+        let mut outbox = d.outbox(false);
+        outbox.push(message("t", 5));
+        outbox.push(message("t", 6));
+        // Nothing is delivered before the flush.
+        assert_eq!(t1.try_recv(), None);
+        outbox.flush().await;
+        for t in [&mut t1, &mut t2] {
+            assert_eq!(t.try_recv(), Some(message("t", 5)));
+            assert_eq!(t.try_recv(), Some(message("t", 6)));
+            assert_eq!(t.try_recv(), None);
+        }
         assert_eq!(u.try_recv(), None);
         // An expiry concerns every topic.
         let expired = NodeEvent::CursorExpired {
@@ -310,9 +374,32 @@ mod tests {
             missed: 2,
             resume_seq: 8,
         };
-        Dispatch::deliver_cached(&cache, expired.clone()).await;
+        outbox.push(expired.clone());
+        outbox.flush().await;
         assert_eq!(t1.try_recv(), Some(expired.clone()));
         assert_eq!(t2.try_recv(), Some(expired.clone()));
         assert_eq!(u.try_recv(), Some(expired));
+    }
+
+    #[tokio::test]
+    async fn local_messages_from_before_a_subscription_are_not_its_own() {
+        // Room for two batches per subscription: one local, one remote.
+        let d = Dispatch::new(2 * BATCH);
+        let mut early = d.subscribe("t", 0);
+        let mut late = d.subscribe("t", 10);
+        let mut local = d.outbox(true);
+        let mut remote = d.outbox(false);
+        local.push(message("t", 9));
+        local.push(message("t", 10));
+        remote.push(message("t", 3));
+        local.flush().await;
+        remote.flush().await;
+        assert_eq!(early.try_recv(), Some(message("t", 9)));
+        assert_eq!(early.try_recv(), Some(message("t", 10)));
+        assert_eq!(early.try_recv(), Some(message("t", 3)));
+        assert_eq!(late.try_recv(), Some(message("t", 10)));
+        // Another producer's numbers are not compared with the local head.
+        assert_eq!(late.try_recv(), Some(message("t", 3)));
+        assert_eq!(late.try_recv(), None);
     }
 }

@@ -10,7 +10,6 @@ use parking_lot::Mutex;
 use ringcast_core::{RecvError, SubscribeError, TryRecvError};
 use tokio::sync::{mpsc, Notify};
 
-use super::dispatch::Dispatch;
 use super::{split_entry, FlushReport, Inner, LinkError, NodeError, NodeEvent};
 use crate::proto::{Decoder, Encoder, Frame, ProducerSession, RingView};
 
@@ -435,27 +434,27 @@ pub(crate) async fn local_pump(inner: Arc<Inner>) {
     let mut idle = true;
     let mut shutdown = inner.shutdown.clone();
     let mut entry = Vec::new();
-    let mut subs = inner.dispatch.cache();
+    let mut outbox = inner.dispatch.outbox(true);
+    let expired = |missed, resume_seq| NodeEvent::CursorExpired {
+        from: Arc::clone(&inner.name),
+        epoch: inner.epoch,
+        missed,
+        resume_seq,
+    };
     loop {
-        inner.dispatch.refresh(&mut subs);
-        if idle || (!subs.any_live() && inner.dispatch.go_idle()) {
+        outbox.refresh(&inner.dispatch).await;
+        if idle || (!outbox.any_live() && inner.dispatch.go_idle()) {
             let start = tokio::select! {
                 _ = shutdown.changed() => return,
                 start = inner.dispatch.wait_subscribed() => start,
             };
+            outbox.refresh(&inner.dispatch).await;
             subscriber = match inner.ring.subscribe_at(start) {
                 Ok(s) => s,
                 // Lapped between the subscription and this wake-up: say so.
                 Err(SubscribeError::Expired { oldest_held, .. }) => {
-                    inner
-                        .dispatch
-                        .deliver(NodeEvent::CursorExpired {
-                            from: Arc::clone(&inner.name),
-                            epoch: inner.epoch,
-                            missed: oldest_held.saturating_sub(start),
-                            resume_seq: oldest_held,
-                        })
-                        .await;
+                    outbox.push(expired(oldest_held.saturating_sub(start), oldest_held));
+                    outbox.flush().await;
                     inner
                         .ring
                         .subscribe_at(oldest_held)
@@ -467,35 +466,44 @@ pub(crate) async fn local_pump(inner: Arc<Inner>) {
             idle = false;
             continue;
         }
-        let result = tokio::select! {
+        let first = tokio::select! {
             _ = shutdown.changed() => return,
-            r = subscriber.recv_async(&mut entry) => r,
+            r = subscriber.recv_async(&mut entry) => r.map_err(|e| match e {
+                RecvError::Expired { missed, resume_seq } => TryRecvError::Expired { missed, resume_seq },
+                RecvError::Closed => TryRecvError::Closed,
+            }),
         };
-        let event = match result {
-            Ok(seq) => {
-                let Some((topic, payload)) = split_entry(&entry) else {
-                    continue;
-                };
-                if !Dispatch::cached_wants(&subs, topic) {
-                    continue;
+        // Then whatever else is ready, as one batch.
+        let mut next = Some(first);
+        while let Some(result) = next.take() {
+            match result {
+                Ok(seq) => {
+                    if let Some((topic, payload)) = split_entry(&entry) {
+                        if outbox.wants(topic) {
+                            outbox.push(NodeEvent::Message {
+                                from: Arc::clone(&inner.name),
+                                epoch: inner.epoch,
+                                seq,
+                                topic: topic.into(),
+                                payload: Bytes::copy_from_slice(payload),
+                            });
+                        }
+                    }
                 }
-                NodeEvent::Message {
-                    from: Arc::clone(&inner.name),
-                    epoch: inner.epoch,
-                    seq,
-                    topic: topic.into(),
-                    payload: Bytes::copy_from_slice(payload),
+                Err(TryRecvError::Expired { missed, resume_seq }) => {
+                    outbox.push(expired(missed, resume_seq));
                 }
+                Err(TryRecvError::Closed) => {
+                    outbox.flush().await;
+                    return;
+                }
+                Err(TryRecvError::Empty) => break,
             }
-            Err(RecvError::Expired { missed, resume_seq }) => NodeEvent::CursorExpired {
-                from: Arc::clone(&inner.name),
-                epoch: inner.epoch,
-                missed,
-                resume_seq,
-            },
-            Err(RecvError::Closed) => return,
-        };
-        Dispatch::deliver_cached(&subs, event).await;
+            if !outbox.is_full() {
+                next = Some(subscriber.try_recv(&mut entry));
+            }
+        }
+        outbox.flush().await;
     }
 }
 
