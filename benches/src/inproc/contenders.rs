@@ -1,0 +1,365 @@
+//! The six in-process contenders behind one small interface.
+//!
+//! Each contender is created with a capacity (4096 for all) and a number of
+//! readers, all attached before the first publish. The publisher publishes
+//! message after message; a reader polls without blocking and hands every
+//! message (or every loss it is told about) to a [`Sink`]. How each one fans
+//! out:
+//!
+//! | contender | fan-out | full / slow reader |
+//! | --- | --- | --- |
+//! | ringcast | one ring, a cursor per reader | overwrites; reader told `Expired { missed }` |
+//! | tokio broadcast | one ring, a position per receiver, values cloned out | overwrites; receiver told `Lagged(n)` |
+//! | bus | one ring, a read count per slot, values cloned out | publisher waits |
+//! | disruptor | one ring of preallocated events, a sequence per poller | publisher busy-spins |
+//! | crossbeam-channel | one bounded channel per reader, a copy per reader | publisher waits |
+//! | std mpsc sync_channel | one bounded channel per reader, a copy per reader | publisher waits |
+
+use std::marker::PhantomData;
+use std::sync::mpsc;
+
+use disruptor::{
+    BusySpin, EventPoller, MultiConsumerBarrier, Polling, Producer as _, SingleConsumerBarrier,
+    SingleProducer, SingleProducerBarrier,
+};
+
+use super::kinds::Kind;
+
+/// Where a reader hands what it receives.
+pub trait Sink {
+    /// A message carrying `seq_bits` (the sequence number's carried bits)
+    /// and timestamp `ts`.
+    fn msg(&mut self, seq_bits: u64, ts: u64);
+    /// The contender said `missed` messages are gone; ringcast also says
+    /// where the reader resumes.
+    fn lost(&mut self, missed: u64, resume: Option<u64>);
+    /// A message that failed its integrity check.
+    fn bad(&mut self);
+}
+
+/// What one poll found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// Handed at least one message or loss to the sink.
+    Progress,
+    /// Nothing yet.
+    Empty,
+    /// The publisher is gone and everything was read.
+    Closed,
+}
+
+/// Most messages one poll hands over before returning.
+const BATCH: usize = 64;
+
+/// One contender carrying message type `K`.
+pub trait Contender<K: Kind>: 'static {
+    /// Name in tables.
+    const NAME: &'static str;
+    /// Whether it drops messages for slow readers (and says so) instead of
+    /// making the publisher wait.
+    const LOSSY: bool;
+    /// Fewest readers it can be built with.
+    const MIN_READERS: usize = 0;
+    /// The publishing side.
+    type Tx: Send;
+    /// One reader.
+    type Rx: Send;
+    /// A contender of `capacity` messages with `readers` readers attached.
+    fn new(capacity: usize, readers: usize) -> (Self::Tx, Vec<Self::Rx>);
+    /// Publishes message `seq`; blocking contenders wait while full.
+    fn publish(tx: &mut Self::Tx, seq: u64, ts: u64);
+    /// Hands up to a batch of available messages to `sink`; never blocks.
+    fn poll(rx: &mut Self::Rx, sink: &mut impl Sink) -> Poll;
+}
+
+/// ringcast-core: the typed ring for `u64` and the struct, the byte ring for
+/// byte payloads.
+pub struct Ringcast;
+
+impl<K: Kind> Contender<K> for Ringcast {
+    const NAME: &'static str = "ringcast";
+    const LOSSY: bool = true;
+    type Tx = K::RcTx;
+    type Rx = K::RcRx;
+
+    fn new(capacity: usize, readers: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        let (tx, first) = K::rc_new(capacity);
+        let mut rxs = Vec::with_capacity(readers);
+        if readers > 0 {
+            rxs.push(first);
+        }
+        while rxs.len() < readers {
+            rxs.push(K::rc_subscribe(&tx));
+        }
+        (tx, rxs)
+    }
+
+    #[inline]
+    fn publish(tx: &mut Self::Tx, seq: u64, ts: u64) {
+        K::rc_publish(tx, seq, ts);
+    }
+
+    #[inline]
+    fn poll(rx: &mut Self::Rx, sink: &mut impl Sink) -> Poll {
+        use ringcast_core::TryRecvError as E;
+        for n in 0..BATCH {
+            match K::rc_try_recv(rx) {
+                Ok(Some((seq, ts))) => sink.msg(seq, ts),
+                Ok(None) => sink.bad(),
+                Err(E::Expired { missed, resume_seq }) => sink.lost(missed, Some(resume_seq)),
+                Err(E::Empty) if n == 0 => return Poll::Empty,
+                Err(E::Closed) if n == 0 => return Poll::Closed,
+                Err(E::Empty | E::Closed) => return Poll::Progress,
+            }
+        }
+        Poll::Progress
+    }
+}
+
+/// `tokio::sync::broadcast`, used from plain threads (`try_recv`).
+pub struct TokioBroadcast;
+
+impl<K: Kind> Contender<K> for TokioBroadcast {
+    const NAME: &'static str = "tokio broadcast";
+    const LOSSY: bool = true;
+    type Tx = tokio::sync::broadcast::Sender<K::Val>;
+    type Rx = tokio::sync::broadcast::Receiver<K::Val>;
+
+    fn new(capacity: usize, readers: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        let (tx, first) = tokio::sync::broadcast::channel(capacity);
+        let mut rxs = Vec::with_capacity(readers);
+        if readers > 0 {
+            rxs.push(first);
+        }
+        while rxs.len() < readers {
+            rxs.push(tx.subscribe());
+        }
+        (tx, rxs)
+    }
+
+    #[inline]
+    fn publish(tx: &mut Self::Tx, seq: u64, ts: u64) {
+        // With no receiver at all, `send` refuses and stores nothing.
+        let _ = tx.send(K::make(seq, ts));
+    }
+
+    #[inline]
+    fn poll(rx: &mut Self::Rx, sink: &mut impl Sink) -> Poll {
+        use tokio::sync::broadcast::error::TryRecvError as E;
+        for n in 0..BATCH {
+            match rx.try_recv() {
+                Ok(v) => match K::parse(&v) {
+                    Some((seq, ts)) => sink.msg(seq, ts),
+                    None => sink.bad(),
+                },
+                Err(E::Lagged(missed)) => sink.lost(missed, None),
+                Err(E::Empty) if n == 0 => return Poll::Empty,
+                Err(E::Closed) if n == 0 => return Poll::Closed,
+                Err(E::Empty | E::Closed) => return Poll::Progress,
+            }
+        }
+        Poll::Progress
+    }
+}
+
+/// `bus`: a lock-free broadcast ring whose publisher waits for the slowest
+/// reader.
+pub struct BusCrate;
+
+impl<K: Kind> Contender<K> for BusCrate {
+    const NAME: &'static str = "bus";
+    const LOSSY: bool = false;
+    type Tx = bus::Bus<K::Val>;
+    type Rx = bus::BusReader<K::Val>;
+
+    fn new(capacity: usize, readers: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        let mut tx = bus::Bus::new(capacity);
+        let rxs = (0..readers).map(|_| tx.add_rx()).collect();
+        (tx, rxs)
+    }
+
+    #[inline]
+    fn publish(tx: &mut Self::Tx, seq: u64, ts: u64) {
+        tx.broadcast(K::make(seq, ts));
+    }
+
+    #[inline]
+    fn poll(rx: &mut Self::Rx, sink: &mut impl Sink) -> Poll {
+        use std::sync::mpsc::TryRecvError as E;
+        for n in 0..BATCH {
+            match rx.try_recv() {
+                Ok(v) => match K::parse(&v) {
+                    Some((seq, ts)) => sink.msg(seq, ts),
+                    None => sink.bad(),
+                },
+                Err(E::Empty) if n == 0 => return Poll::Empty,
+                Err(E::Disconnected) if n == 0 => return Poll::Closed,
+                Err(_) => return Poll::Progress,
+            }
+        }
+        Poll::Progress
+    }
+}
+
+/// `disruptor` v4: single producer, one event poller per reader (the
+/// library's polling API, so that the benchmark owns the reader threads).
+/// The builder's wait strategy is `BusySpin`; pollers are polled by the
+/// benchmark's own loop, and a full ring makes the producer busy-spin.
+pub struct Disruptor;
+
+/// The disruptor's producer type differs between one consumer and several.
+pub enum DisruptorTx<E: Send + Sync + 'static> {
+    /// Exactly one poller: the single-consumer barrier.
+    One(SingleProducer<E, SingleConsumerBarrier>),
+    /// Several pollers: the producer waits for the slowest.
+    Many(SingleProducer<E, MultiConsumerBarrier>),
+}
+
+impl<K: Kind> Contender<K> for Disruptor {
+    const NAME: &'static str = "disruptor";
+    const LOSSY: bool = false;
+    /// The disruptor cannot be built without a consumer.
+    const MIN_READERS: usize = 1;
+    type Tx = DisruptorTx<K::Slot>;
+    type Rx = EventPoller<K::Slot, SingleProducerBarrier>;
+
+    fn new(capacity: usize, readers: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        assert!(readers >= 1, "the disruptor needs at least one consumer");
+        let builder = disruptor::build_single_producer(capacity, K::slot_new, BusySpin);
+        let (first, builder) = builder.new_event_poller();
+        if readers == 1 {
+            return (DisruptorTx::One(builder.build()), vec![first]);
+        }
+        let (second, mut builder) = builder.new_event_poller();
+        let mut rxs = vec![first, second];
+        while rxs.len() < readers {
+            let (poller, next) = builder.new_event_poller();
+            rxs.push(poller);
+            builder = next;
+        }
+        (DisruptorTx::Many(builder.build()), rxs)
+    }
+
+    #[inline]
+    fn publish(tx: &mut Self::Tx, seq: u64, ts: u64) {
+        match tx {
+            DisruptorTx::One(p) => p.publish(|e| K::slot_write(e, seq, ts)),
+            DisruptorTx::Many(p) => p.publish(|e| K::slot_write(e, seq, ts)),
+        }
+    }
+
+    #[inline]
+    fn poll(rx: &mut Self::Rx, sink: &mut impl Sink) -> Poll {
+        match rx.poll() {
+            Ok(mut events) => {
+                for e in &mut events {
+                    match K::slot_parse(e) {
+                        Some((seq, ts)) => sink.msg(seq, ts),
+                        None => sink.bad(),
+                    }
+                }
+                Poll::Progress
+            }
+            Err(Polling::NoEvents) => Poll::Empty,
+            Err(Polling::Shutdown) => Poll::Closed,
+        }
+    }
+}
+
+/// `crossbeam-channel`: one bounded channel per reader; the publisher sends
+/// a copy (a clone) to each.
+pub struct Crossbeam;
+
+impl<K: Kind> Contender<K> for Crossbeam {
+    const NAME: &'static str = "crossbeam-channel";
+    const LOSSY: bool = false;
+    type Tx = Vec<crossbeam_channel::Sender<K::Val>>;
+    type Rx = crossbeam_channel::Receiver<K::Val>;
+
+    fn new(capacity: usize, readers: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        (0..readers)
+            .map(|_| crossbeam_channel::bounded(capacity))
+            .unzip()
+    }
+
+    #[inline]
+    fn publish(tx: &mut Self::Tx, seq: u64, ts: u64) {
+        let v = K::make(seq, ts);
+        if let Some((last, rest)) = tx.split_last() {
+            for s in rest {
+                // A reader never hangs up before the publisher is done.
+                let _ = s.send(v.clone());
+            }
+            let _ = last.send(v);
+        }
+    }
+
+    #[inline]
+    fn poll(rx: &mut Self::Rx, sink: &mut impl Sink) -> Poll {
+        use crossbeam_channel::TryRecvError as E;
+        for n in 0..BATCH {
+            match rx.try_recv() {
+                Ok(v) => match K::parse(&v) {
+                    Some((seq, ts)) => sink.msg(seq, ts),
+                    None => sink.bad(),
+                },
+                Err(E::Empty) if n == 0 => return Poll::Empty,
+                Err(E::Disconnected) if n == 0 => return Poll::Closed,
+                Err(_) => return Poll::Progress,
+            }
+        }
+        Poll::Progress
+    }
+}
+
+/// `std::sync::mpsc::sync_channel`: one bounded channel per reader, a copy
+/// to each.
+pub struct StdMpsc;
+
+impl<K: Kind> Contender<K> for StdMpsc {
+    const NAME: &'static str = "std mpsc sync_channel";
+    const LOSSY: bool = false;
+    type Tx = Vec<mpsc::SyncSender<K::Val>>;
+    type Rx = mpsc::Receiver<K::Val>;
+
+    fn new(capacity: usize, readers: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        (0..readers).map(|_| mpsc::sync_channel(capacity)).unzip()
+    }
+
+    #[inline]
+    fn publish(tx: &mut Self::Tx, seq: u64, ts: u64) {
+        let v = K::make(seq, ts);
+        if let Some((last, rest)) = tx.split_last() {
+            for s in rest {
+                let _ = s.send(v.clone());
+            }
+            let _ = last.send(v);
+        }
+    }
+
+    #[inline]
+    fn poll(rx: &mut Self::Rx, sink: &mut impl Sink) -> Poll {
+        use std::sync::mpsc::TryRecvError as E;
+        for n in 0..BATCH {
+            match rx.try_recv() {
+                Ok(v) => match K::parse(&v) {
+                    Some((seq, ts)) => sink.msg(seq, ts),
+                    None => sink.bad(),
+                },
+                Err(E::Empty) if n == 0 => return Poll::Empty,
+                Err(E::Disconnected) if n == 0 => return Poll::Closed,
+                Err(_) => return Poll::Progress,
+            }
+        }
+        Poll::Progress
+    }
+}
+
+/// A contender and a message type, as a type.
+pub struct Pair<K, C>(PhantomData<fn() -> (K, C)>);
+
+impl<K, C> Default for Pair<K, C> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}

@@ -1,0 +1,905 @@
+//! The in-process half: ringcast-core against `tokio::sync::broadcast`,
+//! `bus`, `disruptor`, `crossbeam-channel` and `std::sync::mpsc::sync_channel`,
+//! each with capacity 4096, carrying `u64`, a 64-byte struct and 256-byte
+//! payloads.
+//!
+//! The driver runs in phases:
+//!
+//! 1. **Check** every contender and message type (two small throughput runs,
+//!    with one and two readers; idle-subscriber runs that lap lossy
+//!    contenders; a short paced run). A contender that fails is not timed.
+//! 2. **Throughput** with 1 and 2 readers, runs interleaved across
+//!    contenders (run 1 of everyone, then run 2, …) so that background noise
+//!    spreads over all of them.
+//! 3. **Latency** at one message every 2 µs, interleaved the same way.
+//! 4. **Publish cost with idle subscribers** (0, 1, 16, 1024).
+//! 5. **Memory**, from a counting allocator.
+//! 6. **Keep-up run**: ringcast paced at the disruptor's measured goodput.
+//!
+//! Every timed run checks its readers too, and reports into the same checks.
+
+pub mod alloc;
+pub mod check;
+pub mod contenders;
+pub mod kinds;
+pub mod scenarios;
+
+use std::time::Instant;
+
+use contenders::{BusCrate, Crossbeam, Disruptor, Pair, Ringcast, StdMpsc, TokioBroadcast};
+use kinds::{Bytes256, Struct64, U64};
+use scenarios::{Bench, Memory, Throughput, CAPACITY};
+
+use crate::report::{
+    fmt_bytes, fmt_ns, fmt_rate, fmt_ratio, CpuMeter, CpuUse, Plot, Report, Samples, Series, Table,
+    XAxis,
+};
+use crate::Opts;
+
+/// Group name of this half's checks.
+const GROUP: &str = "in-process";
+/// Interval between publishes in the latency runs.
+const PACE_NS: u64 = 2_000;
+/// Idle subscriber counts measured.
+const IDLE_SUBS: [usize; 4] = [0, 1, 16, 1024];
+
+/// Every (message type, contender) pair, ringcast first within each type.
+fn all_benches() -> Vec<Box<dyn Bench>> {
+    macro_rules! pairs {
+        ($($k:ty),*) => {
+            vec![$(
+                Box::new(Pair::<$k, Ringcast>::default()) as Box<dyn Bench>,
+                Box::new(Pair::<$k, TokioBroadcast>::default()),
+                Box::new(Pair::<$k, BusCrate>::default()),
+                Box::new(Pair::<$k, Disruptor>::default()),
+                Box::new(Pair::<$k, Crossbeam>::default()),
+                Box::new(Pair::<$k, StdMpsc>::default()),
+            )*]
+        };
+    }
+    pairs!(U64, Struct64, Bytes256)
+}
+
+/// How much work each phase does.
+#[derive(Debug, Clone)]
+struct Params {
+    quick: bool,
+    runs: usize,
+    /// Throughput messages per run; `None`: the message type's own count.
+    throughput_count: Option<u64>,
+    latency_count: u64,
+    latency_warmup: u64,
+    idle_bursts: usize,
+    check_count: u64,
+}
+
+impl Params {
+    fn new(opts: &Opts) -> Self {
+        if opts.quick {
+            Self {
+                quick: true,
+                runs: opts.runs.unwrap_or(1),
+                throughput_count: Some(20_000),
+                latency_count: 5_000,
+                latency_warmup: 500,
+                idle_bursts: 2,
+                check_count: 3 * CAPACITY as u64 + 17,
+            }
+        } else {
+            Self {
+                quick: false,
+                runs: opts.runs.unwrap_or(5),
+                throughput_count: None,
+                latency_count: 250_000,
+                latency_warmup: 5_000,
+                idle_bursts: 15,
+                check_count: 10 * CAPACITY as u64 + 17,
+            }
+        }
+    }
+}
+
+/// Everything measured for one pair.
+#[derive(Default)]
+struct Results {
+    failed: bool,
+    /// Throughput runs with 1 and 2 readers.
+    tp: [Vec<Throughput>; 2],
+    lat: LatResults,
+    idle: [Option<Samples>; 4],
+    mem: Option<Memory>,
+}
+
+#[derive(Default)]
+struct LatResults {
+    p50: Samples,
+    p99: Samples,
+    p999: Samples,
+    max: Samples,
+    missed: u64,
+    interval: Samples,
+    merged: Option<hdrhistogram::Histogram<u64>>,
+}
+
+impl Results {
+    fn tp_samples(&self, readers: usize, f: impl Fn(&Throughput) -> f64) -> Samples {
+        Samples(self.tp[readers - 1].iter().map(f).collect())
+    }
+}
+
+/// Prints progress to stderr.
+macro_rules! progress {
+    ($($arg:tt)*) => { eprintln!("[inproc] {}", format!($($arg)*)) };
+}
+
+/// Runs the in-process half and adds its sections and checks to `report`.
+pub fn run(opts: &Opts, report: &mut Report) {
+    let params = Params::new(opts);
+    let started = Instant::now();
+    let benches: Vec<Box<dyn Bench>> = all_benches()
+        .into_iter()
+        .filter(|b| {
+            opts.only.is_empty()
+                || b.contender() == "ringcast"
+                || opts.only.iter().any(|o| b.contender().contains(o.as_str()))
+        })
+        .filter(|b| opts.kind.is_empty() || opts.kind.iter().any(|k| b.kind().contains(k.as_str())))
+        .collect();
+    let phase = |name: &str| opts.phase.is_empty() || opts.phase.iter().any(|p| p == name);
+    let mut results: Vec<Results> = benches.iter().map(|_| Results::default()).collect();
+    let clock = quanta::Clock::new();
+    let watchdog = crate::Watchdog::start();
+    // Other processes' CPU use during each phase: the noise figure.
+    let mut loads: Vec<(&str, CpuUse)> = Vec::new();
+    let mut meter = CpuMeter::start();
+
+    // Phase 1: check every pair before timing it.
+    progress!("checking {} contender/message-type pairs", benches.len());
+    for (b, r) in benches.iter().zip(&mut results) {
+        let name = format!("{} / {}", b.contender(), b.kind());
+        watchdog.arm(&format!("check {name}"), 120);
+        let mut outcomes: Vec<(String, Result<(), String>)> = Vec::new();
+        for readers in [1, 2] {
+            outcomes.push((
+                format!("{}: {readers}-reader stream check", b.kind()),
+                b.throughput(readers, params.check_count, None).map(|_| ()),
+            ));
+        }
+        let subs = [1, 16];
+        for (n, res) in subs.iter().zip(b.idle_costs(&subs, 3)) {
+            if let Some(res) = res {
+                outcomes.push((
+                    format!("{}: {n} idle subscribers lapped/drained", b.kind()),
+                    res.map(|_| ()),
+                ));
+            }
+        }
+        outcomes.push((
+            format!("{}: paced stream check", b.kind()),
+            b.latency(2_000, PACE_NS, 0, &clock).map(|_| ()),
+        ));
+        for (what, outcome) in outcomes {
+            r.failed |= outcome.is_err();
+            report.check(GROUP, b.contender(), &what, outcome);
+        }
+    }
+
+    loads.push(("check", meter.stop()));
+    meter = CpuMeter::start();
+    // Phase 2: throughput, 1 and 2 readers.
+    for run in 0..params.runs * usize::from(phase("throughput")) {
+        progress!("throughput run {}/{}", run + 1, params.runs);
+        for (b, r) in benches.iter().zip(&mut results) {
+            if r.failed {
+                continue;
+            }
+            let count = params.throughput_count.unwrap_or(b.throughput_count());
+            for readers in [1, 2] {
+                watchdog.arm(
+                    &format!("throughput {} / {} / {readers}", b.contender(), b.kind()),
+                    120,
+                );
+                match b.throughput(readers, count, None) {
+                    Ok(t) => r.tp[readers - 1].push(t),
+                    Err(e) => {
+                        r.failed = true;
+                        report.check(
+                            GROUP,
+                            b.contender(),
+                            &format!("{}: timed {readers}-reader run", b.kind()),
+                            Err(e),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    loads.push(("throughput", meter.stop()));
+    meter = CpuMeter::start();
+    // Phase 3: latency at a paced rate.
+    for run in 0..params.runs * usize::from(phase("latency")) {
+        progress!("latency run {}/{}", run + 1, params.runs);
+        for (b, r) in benches.iter().zip(&mut results) {
+            if r.failed {
+                continue;
+            }
+            watchdog.arm(&format!("latency {} / {}", b.contender(), b.kind()), 120);
+            match b.latency(params.latency_count, PACE_NS, params.latency_warmup, &clock) {
+                Ok(l) => {
+                    let lat = &mut r.lat;
+                    lat.p50.push(l.hist.value_at_quantile(0.5) as f64);
+                    lat.p99.push(l.hist.value_at_quantile(0.99) as f64);
+                    lat.p999.push(l.hist.value_at_quantile(0.999) as f64);
+                    lat.max.push(l.hist.max() as f64);
+                    lat.missed += l.missed;
+                    lat.interval.push(l.interval_ns);
+                    match &mut lat.merged {
+                        Some(m) => {
+                            let _ = m.add(&l.hist);
+                        }
+                        None => lat.merged = Some(l.hist),
+                    }
+                }
+                Err(e) => {
+                    r.failed = true;
+                    report.check(
+                        GROUP,
+                        b.contender(),
+                        &format!("{}: timed latency run", b.kind()),
+                        Err(e),
+                    );
+                }
+            }
+        }
+    }
+
+    loads.push(("latency", meter.stop()));
+    meter = CpuMeter::start();
+    // Phase 4: publish cost with idle subscribers.
+    progress!("publish cost with idle subscribers");
+    for (b, r) in benches.iter().zip(&mut results) {
+        if r.failed || !phase("idle") {
+            continue;
+        }
+        watchdog.arm(&format!("idle {} / {}", b.contender(), b.kind()), 300);
+        let costs = b.idle_costs(&IDLE_SUBS, params.idle_bursts);
+        for ((i, subs), cost) in IDLE_SUBS.into_iter().enumerate().zip(costs) {
+            match cost {
+                None => {}
+                Some(Ok(s)) => r.idle[i] = Some(s),
+                Some(Err(e)) => {
+                    r.failed = true;
+                    report.check(
+                        GROUP,
+                        b.contender(),
+                        &format!("{}: {subs} idle subscribers, timed", b.kind()),
+                        Err(e),
+                    );
+                }
+            }
+        }
+    }
+
+    loads.push(("idle subscribers", meter.stop()));
+    meter = CpuMeter::start();
+    // Phase 5: memory.
+    progress!("memory");
+    for (b, r) in benches.iter().zip(&mut results) {
+        if !phase("memory") {
+            continue;
+        }
+        watchdog.arm(&format!("memory {} / {}", b.contender(), b.kind()), 120);
+        r.mem = Some(b.memory());
+    }
+
+    loads.push(("memory", meter.stop()));
+    meter = CpuMeter::start();
+    // Phase 6: ringcast paced at the disruptor's goodput.
+    let find = |name: &str, kind: &str| {
+        benches
+            .iter()
+            .position(|b| b.contender() == name && b.kind() == kind)
+    };
+    let u64_name = <U64 as kinds::Kind>::NAME;
+    let keep_up = match (find("ringcast", u64_name), find("disruptor", u64_name)) {
+        (Some(rc), Some(d))
+            if !results[rc].failed && !results[d].failed && !results[d].tp[0].is_empty() =>
+        {
+            let rate = results[d].tp_samples(1, |t| t.goodput).median();
+            let count = params
+                .throughput_count
+                .unwrap_or(benches[rc].throughput_count());
+            let mut runs = Vec::new();
+            for run in 0..params.runs {
+                progress!(
+                    "keep-up run {}/{} at {}",
+                    run + 1,
+                    params.runs,
+                    fmt_rate(rate)
+                );
+                watchdog.arm("keep-up run", 120);
+                match benches[rc].throughput(1, count, Some(rate)) {
+                    Ok(t) => runs.push(t),
+                    Err(e) => {
+                        report.check(GROUP, "ringcast", "u64: paced keep-up run", Err(e));
+                    }
+                }
+            }
+            Some((rate, runs))
+        }
+        _ => None,
+    };
+    loads.push(("keep-up", meter.stop()));
+    watchdog.disarm();
+    progress!("done in {:.0} s", started.elapsed().as_secs_f64());
+
+    write_sections(
+        report,
+        &params,
+        &benches,
+        &results,
+        keep_up.as_ref(),
+        &loads,
+    );
+}
+
+/// Index of the ringcast pair for a message type.
+fn ringcast_of(benches: &[Box<dyn Bench>], kind: &str) -> Option<usize> {
+    benches
+        .iter()
+        .position(|b| b.contender() == "ringcast" && b.kind() == kind)
+}
+
+fn kinds_in(benches: &[Box<dyn Bench>]) -> Vec<(&'static str, &'static str)> {
+    let mut kinds: Vec<(&'static str, &'static str)> = Vec::new();
+    for b in benches {
+        if !kinds.iter().any(|(k, _)| *k == b.kind()) {
+            kinds.push((b.kind(), b.kind_slug()));
+        }
+    }
+    kinds
+}
+
+/// `value` or FAILED.
+fn cell(r: &Results, s: Samples, fmt: impl Fn(f64) -> String) -> String {
+    if r.failed {
+        "FAILED".into()
+    } else {
+        s.show(fmt)
+    }
+}
+
+fn write_sections(
+    report: &mut Report,
+    params: &Params,
+    benches: &[Box<dyn Bench>],
+    results: &[Results],
+    keep_up: Option<&(f64, Vec<Throughput>)>,
+    loads: &[(&str, CpuUse)],
+) {
+    let kinds = kinds_in(benches);
+    let runs = params.runs;
+    let tp_counts: Vec<String> = kinds
+        .iter()
+        .filter_map(|(k, _)| benches.iter().find(|b| b.kind() == *k))
+        .map(|b| {
+            format!(
+                "{} {}",
+                params
+                    .throughput_count
+                    .unwrap_or(b.throughput_count())
+                    .to_string()
+                    .as_str(),
+                b.kind()
+            )
+        })
+        .collect();
+
+    let s = report.section("In-process: method");
+    s.text(format!(
+        "Contenders, all with capacity {CAPACITY}: **ringcast** (ringcast-core's typed ring for \
+         `u64` and the 64-byte struct, its byte ring for 256-byte payloads), \
+         **tokio broadcast** (`tokio::sync::broadcast`), **bus**, **disruptor** (v4, single \
+         producer, one event poller per reader, `BusySpin`), **crossbeam-channel** and \
+         **std mpsc sync_channel** (one bounded channel per reader: the publisher sends each \
+         reader its own copy). Peers carry `u64`, the `#[repr(C)]` 64-byte struct, or \
+         `bytes::Bytes` for payloads (one allocation per message, a reference-count clone per \
+         reader); the disruptor's preallocated events hold a `Vec<u8>` overwritten in place; \
+         ringcast copies payloads into its arena and out into each reader's reused `Vec<u8>`."
+    ));
+    s.text(
+        "Every reader of every contender waits the same way: it polls the non-blocking \
+         receive, spinning with a spin-loop hint and yielding its core after 100 empty polls. \
+         Every reader checks every message (sequence, order, integrity) and every announced \
+         loss, and each run ends with delivered + missed == published per reader. Lossy \
+         contenders (ringcast, tokio broadcast) drop for readers that fall more than the \
+         capacity behind and say so; blocking ones (bus, disruptor, crossbeam-channel, std \
+         mpsc) make the publisher wait, so they never lose but their publish rate is bounded \
+         by the slowest reader.",
+    );
+    s.text(format!(
+        "Numbers are the **median of {runs} run(s)** with the spread as ±half the range \
+         (max − min) relative to the median. Throughput runs publish {}. \
+         **2 readers + 1 publisher are 3 busy threads on a 2-core machine: that \
+         oversubscribes it**, and those numbers measure scheduling as much as the structures.{}",
+        tp_counts.join(", "),
+        if params.quick {
+            " **Quick mode: tiny runs for checking only; these numbers mean nothing.**"
+        } else {
+            ""
+        }
+    ));
+
+    let mut t = Table::new(&[
+        "phase",
+        "wall time",
+        "this process, cores",
+        "other processes, cores",
+        "steal, cores",
+    ])
+    .caption(
+        "Machine load during each phase (the noise figure: with 2 cores, other work \
+              above ~0.2 cores means readers and publishers were descheduled)",
+    );
+    for (phase, cpu) in loads {
+        let wall = cpu.wall.as_secs_f64().max(1e-9);
+        t.row(vec![
+            phase.to_string(),
+            format!("{wall:.1} s"),
+            format!("{:.2}", cpu.own_secs / wall),
+            format!("{:.2}", cpu.others_secs / wall),
+            format!("{:.2}", cpu.steal_secs / wall),
+        ]);
+    }
+    s.table(t);
+
+    // Throughput.
+    let s = report.section("In-process: throughput and loss");
+    s.text(
+        "Publish rate: messages published per second of the publisher's own time. Goodput: \
+         messages each reader received per second from the start to its end of stream, \
+         averaged over readers. Loss: the share of messages readers were told they missed.",
+    );
+    for (kind, _) in &kinds {
+        let mut t = Table::new(&[
+            "contender",
+            "publish, 1 reader",
+            "goodput, 1 reader",
+            "loss, 1 reader",
+            "publish, 2 readers",
+            "goodput/reader, 2 readers",
+            "loss, 2 readers",
+        ])
+        .caption(*kind);
+        for (b, r) in benches.iter().zip(results) {
+            if b.kind() != *kind {
+                continue;
+            }
+            let mut row = vec![b.contender().to_string()];
+            for readers in [1, 2] {
+                row.push(cell(r, r.tp_samples(readers, |t| t.publish_rate), fmt_rate));
+                row.push(cell(r, r.tp_samples(readers, |t| t.goodput), fmt_rate));
+                row.push(if r.failed {
+                    "FAILED".into()
+                } else if b.lossy() {
+                    r.tp_samples(readers, |t| t.loss_pct())
+                        .show_range(|v| format!("{v:.1}%"))
+                } else {
+                    "0 (blocks)".into()
+                });
+            }
+            t.row(row);
+        }
+        s.table(t);
+    }
+
+    // Latency.
+    let s = report.section("In-process: one-way latency at a paced rate");
+    let interval = Samples(
+        results
+            .iter()
+            .flat_map(|r| r.lat.interval.0.iter().copied())
+            .collect(),
+    );
+    s.text(format!(
+        "One reader; the publisher publishes a message every {} µs (achieved: median \
+         interval {}), stamping each with the shared TSC clock (`quanta`) just before \
+         publishing; the reader records receive time − stamp in an HDR histogram. {} \
+         messages per run, the first {} not recorded. Percentiles are medians over runs; the \
+         plots merge all runs. Resolution: a clock read takes about 10 ns on this VM, so \
+         sub-100 ns medians move in ~10 ns steps. Tails (p99.9, max) near a millisecond, \
+         for every contender, are scheduler time slices: the publisher and the spinning \
+         reader fill both cores, so any other activity preempts one of them.",
+        PACE_NS / 1000,
+        fmt_ns(interval.median()),
+        params.latency_count,
+        params.latency_warmup,
+    ));
+    for (kind, slug) in &kinds {
+        let mut t = Table::new(&["contender", "p50", "p99", "p99.9", "max", "lost"]).caption(*kind);
+        let mut series = Vec::new();
+        for (b, r) in benches.iter().zip(results) {
+            if b.kind() != *kind {
+                continue;
+            }
+            t.row(vec![
+                b.contender().to_string(),
+                cell(r, r.lat.p50.clone(), fmt_ns),
+                cell(r, r.lat.p99.clone(), fmt_ns),
+                cell(r, r.lat.p999.clone(), fmt_ns),
+                cell(r, r.lat.max.clone(), fmt_ns),
+                if r.failed {
+                    "FAILED".into()
+                } else {
+                    r.lat.missed.to_string()
+                },
+            ]);
+            if let (false, Some(h)) = (r.failed, &r.lat.merged) {
+                let points = (0..=80)
+                    .map(|i| {
+                        let nines = i as f64 * 0.05;
+                        let q = 1.0 - 10f64.powf(-nines);
+                        (nines, h.value_at_quantile(q) as f64)
+                    })
+                    .collect();
+                series.push(Series {
+                    name: b.contender().to_string(),
+                    points,
+                });
+            }
+        }
+        s.table(t);
+        s.plot(Plot {
+            file: format!("inproc-latency-{slug}.png"),
+            title: format!("One-way latency, {kind}, one message every 2 µs"),
+            x_label: "percentile".into(),
+            y_label: "latency (ns)".into(),
+            x_axis: XAxis::Nines,
+            y_log: true,
+            series,
+        });
+    }
+
+    // Idle subscribers.
+    let s = report.section("In-process: publish cost versus idle subscribers");
+    s.text(format!(
+        "One thread, no reader running: the contender has 0, 1, 16 or 1024 subscribers \
+         attached that never read while the publisher publishes. Each sample times a burst \
+         of {CAPACITY} publishes (the capacity, so that blocking contenders never block); \
+         before each burst the subscribers of blocking contenders are drained (untimed, \
+         checked), while those of lossy contenders stay idle and fall behind (at the end \
+         every subscriber reads to the end and is checked). The four subscriber counts take \
+         turns burst by burst, so drift spreads over all of them. Median of {} bursts after \
+         a warm-up burst, in ns per publish. The disruptor cannot be built without a \
+         consumer; tokio broadcast with no receiver refuses the send and stores nothing; \
+         copy-per-reader fan-out with no reader has nothing to do.",
+        params.idle_bursts
+    ));
+    for (kind, slug) in &kinds {
+        let mut t = Table::new(&["contender", "0", "1", "16", "1024", "1024 ÷ 1"])
+            .caption(format!("{kind}, ns per publish"));
+        let mut series = Vec::new();
+        for (b, r) in benches.iter().zip(results) {
+            if b.kind() != *kind {
+                continue;
+            }
+            let mut row = vec![b.contender().to_string()];
+            let mut points = Vec::new();
+            for (i, idle) in r.idle.iter().enumerate() {
+                row.push(match idle {
+                    _ if r.failed => "FAILED".into(),
+                    // Copy-per-reader fan-out with no reader has nothing to do.
+                    Some(s) if s.median() < 0.1 => "≈0 (no queue)".into(),
+                    Some(s) => {
+                        points.push((i as f64, s.median()));
+                        s.show(fmt_ns)
+                    }
+                    None => "n/a".into(),
+                });
+            }
+            row.push(match (&r.idle[1], &r.idle[3]) {
+                (Some(b1), Some(b3)) if !r.failed => fmt_ratio(b3.median() / b1.median()),
+                _ => "–".into(),
+            });
+            t.row(row);
+            series.push(Series {
+                name: b.contender().to_string(),
+                points,
+            });
+        }
+        s.table(t);
+        s.plot(Plot {
+            file: format!("inproc-idle-subscribers-{slug}.png"),
+            title: format!("Publish cost vs idle subscribers, {kind}"),
+            x_label: "idle subscribers".into(),
+            y_label: "ns per publish".into(),
+            x_axis: XAxis::Categories(IDLE_SUBS.iter().map(|n| n.to_string()).collect()),
+            y_log: true,
+            series,
+        });
+    }
+
+    // Memory.
+    let s = report.section("In-process: memory");
+    s.text(format!(
+        "Heap bytes counted by a counting global allocator in the benchmark binary. \
+         \"Shared\": allocated by creating the contender with one reader. \"Per extra \
+         subscriber\": (heap with 1025 readers − heap with 1) ÷ 1024. \"Handle\": the size of \
+         one reader's handle itself. \"Holding {CAPACITY}\": live heap after publishing \
+         {CAPACITY} messages that nobody read, with 1 and with 16 readers (peers carrying \
+         `Bytes` hold one payload allocation per message plus a handle per queued copy). \
+         A ringcast byte-ring subscriber here includes its own 256-byte receive buffer \
+         (payloads are copied out into it)."
+    ));
+    for (kind, _) in &kinds {
+        let mut t = Table::new(&[
+            "contender",
+            "shared (1 reader)",
+            "per extra subscriber",
+            "handle",
+            "holding 4096, 1 reader",
+            "holding 4096, 16 readers",
+        ])
+        .caption(*kind);
+        for (b, r) in benches.iter().zip(results) {
+            if b.kind() != *kind {
+                continue;
+            }
+            if let Some(m) = &r.mem {
+                t.row(vec![
+                    b.contender().to_string(),
+                    fmt_bytes(m.ring),
+                    fmt_bytes(m.per_sub),
+                    format!("{} B", m.handle),
+                    fmt_bytes(m.full_1),
+                    fmt_bytes(m.full_16),
+                ]);
+            }
+        }
+        s.table(t);
+    }
+
+    // Ratios and where ringcast is behind.
+    let s = report.section("In-process: ringcast against each peer");
+    s.text(
+        "Ratios of medians, ringcast ÷ peer. Above 1 is better for ringcast in rates, below 1 \
+         is better for ringcast in latency and cost.",
+    );
+    let mut behind: Vec<String> = Vec::new();
+    let mut tied: Vec<String> = Vec::new();
+    for (kind, _) in &kinds {
+        let Some(rc) = ringcast_of(benches, kind) else {
+            continue;
+        };
+        let rr = &results[rc];
+        let mut t = Table::new(&[
+            "peer",
+            "publish 1r",
+            "goodput 1r",
+            "publish 2r",
+            "goodput 2r",
+            "p50",
+            "p99",
+            "publish, 1024 idle",
+        ])
+        .caption(format!("{kind}: ringcast ÷ peer"));
+        for (b, r) in benches.iter().zip(results) {
+            if b.kind() != *kind || b.contender() == "ringcast" {
+                continue;
+            }
+            if r.failed || rr.failed {
+                t.row(
+                    std::iter::once(b.contender().to_string())
+                        .chain((0..7).map(|_| "–".to_string()))
+                        .collect(),
+                );
+                continue;
+            }
+            // (ringcast's samples, the peer's, whether higher is better, what).
+            let empty = Samples::default();
+            let mut cells: Vec<(Samples, Samples, bool, String)> = Vec::new();
+            for readers in [1, 2] {
+                cells.push((
+                    rr.tp_samples(readers, |t| t.publish_rate),
+                    r.tp_samples(readers, |t| t.publish_rate),
+                    true,
+                    format!("publish rate, {readers} reader(s)"),
+                ));
+                cells.push((
+                    rr.tp_samples(readers, |t| t.goodput),
+                    r.tp_samples(readers, |t| t.goodput),
+                    true,
+                    format!("goodput, {readers} reader(s)"),
+                ));
+            }
+            cells.push((
+                rr.lat.p50.clone(),
+                r.lat.p50.clone(),
+                false,
+                "p50 latency".into(),
+            ));
+            cells.push((
+                rr.lat.p99.clone(),
+                r.lat.p99.clone(),
+                false,
+                "p99 latency".into(),
+            ));
+            cells.push((
+                rr.idle[3].clone().unwrap_or_else(|| empty.clone()),
+                r.idle[3].clone().unwrap_or_else(|| empty.clone()),
+                false,
+                "publish cost with 1024 idle subscribers".into(),
+            ));
+            let mut row = vec![b.contender().to_string()];
+            for (ours, theirs, higher_is_better, what) in cells {
+                if ours.is_empty() || theirs.is_empty() {
+                    row.push("–".into());
+                    continue;
+                }
+                let ratio = ours.median() / theirs.median();
+                let (peer_better, clearly, factor, word) = if higher_is_better {
+                    (
+                        ratio < 1.0,
+                        theirs.min() > ours.max(),
+                        1.0 / ratio,
+                        "higher",
+                    )
+                } else {
+                    (ratio > 1.0, theirs.max() < ours.min(), ratio, "lower")
+                };
+                if peer_better {
+                    let line = format!(
+                        "{kind}, {what}: {} {} {word}",
+                        b.contender(),
+                        fmt_ratio(factor)
+                    );
+                    if clearly {
+                        behind.push(line);
+                    } else {
+                        tied.push(line);
+                    }
+                }
+                row.push(fmt_ratio(ratio));
+            }
+            t.row(row);
+        }
+        s.table(t);
+    }
+    let list = |lines: &[String]| {
+        if lines.is_empty() {
+            "- none".to_string()
+        } else {
+            lines
+                .iter()
+                .map(|l| format!("- {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    s.text(format!(
+        "**Where ringcast is behind**, beyond the run-to-run spread (every run of the peer \
+         beat every run of ringcast; the factor compares medians):\n\n{}",
+        list(&behind)
+    ));
+    s.text(format!(
+        "Peer medians better than ringcast's but within the spread (the runs overlap):\n\n{}",
+        list(&tied)
+    ));
+
+    // Targets.
+    let s = report.section("In-process targets (issue 4)");
+    let u64_name = <U64 as kinds::Kind>::NAME;
+    let get = |name: &str| {
+        benches
+            .iter()
+            .position(|b| b.contender() == name && b.kind() == u64_name)
+            .map(|i| &results[i])
+            .filter(|r| !r.failed)
+    };
+    let mut t = Table::new(&["target", "measured", "verdict"]);
+    let verdict = |ok: Option<bool>| match ok {
+        Some(true) => "**met**".to_string(),
+        Some(false) => "**missed**".to_string(),
+        None => "not measured".to_string(),
+    };
+    let (rc, dis) = (get("ringcast"), get("disruptor"));
+    if let (Some(rc), Some(dis)) = (rc, dis) {
+        let (a, d) = (
+            rc.tp_samples(1, |t| t.publish_rate),
+            dis.tp_samples(1, |t| t.publish_rate),
+        );
+        let ratio = a.median() / d.median();
+        t.row(vec![
+            "u64, 1 reader: publish rate ≥ 1.5× disruptor's".into(),
+            format!(
+                "{} vs {}: {}",
+                fmt_rate(a.median()),
+                fmt_rate(d.median()),
+                fmt_ratio(ratio)
+            ),
+            verdict(Some(ratio >= 1.5)),
+        ]);
+        let (a, d) = (
+            rc.tp_samples(1, |t| t.goodput),
+            dis.tp_samples(1, |t| t.goodput),
+        );
+        let ratio = a.median() / d.median();
+        let sat_loss = rc.tp_samples(1, |t| t.loss_pct()).median();
+        let (keep_text, keep_ok) = match keep_up {
+            Some((rate, runs)) if !runs.is_empty() => {
+                let lost: u64 = runs.iter().map(|t| t.missed).sum();
+                let good = Samples(runs.iter().map(|t| t.goodput).collect());
+                let reached = Samples(runs.iter().map(|t| t.publish_rate).collect());
+                (
+                    format!(
+                        "; paced at the disruptor's goodput ({}; ringcast's publisher reached \
+                         {}): goodput {}, {lost} lost in {} runs",
+                        fmt_rate(*rate),
+                        fmt_rate(reached.median()),
+                        fmt_rate(good.median()),
+                        runs.len()
+                    ),
+                    Some(lost == 0),
+                )
+            }
+            _ => (String::new(), None),
+        };
+        t.row(vec![
+            "u64, 1 reader: goodput ≥ disruptor's, zero loss while the reader keeps up".into(),
+            format!(
+                "saturated: {} vs {}: {} (ringcast loss {sat_loss:.1}% with the publisher \
+                 unthrottled){keep_text}",
+                fmt_rate(a.median()),
+                fmt_rate(d.median()),
+                fmt_ratio(ratio),
+            ),
+            verdict(keep_ok.map(|k| k && ratio >= 1.0)),
+        ]);
+    }
+    if let Some(rc) = rc {
+        let best = benches
+            .iter()
+            .zip(results)
+            .filter(|(b, r)| b.kind() == u64_name && b.contender() != "ringcast" && !r.failed)
+            .map(|(b, r)| (b.contender(), r.lat.p50.median()))
+            .filter(|(_, v)| v.is_finite())
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((peer, p50)) = best {
+            let ratio = rc.lat.p50.median() / p50;
+            t.row(vec![
+                "u64: p50 one-way latency ≤ 0.8× the best peer's".into(),
+                format!(
+                    "{} vs {peer} {}: {}",
+                    fmt_ns(rc.lat.p50.median()),
+                    fmt_ns(p50),
+                    fmt_ratio(ratio)
+                ),
+                verdict(Some(ratio <= 0.8)),
+            ]);
+        }
+        if let (Some(none), Some(many)) = (&rc.idle[0], &rc.idle[3]) {
+            let ratio = many.median() / none.median();
+            t.row(vec![
+                "u64: publish cost with 1024 idle subscribers within 10% of none".into(),
+                format!(
+                    "{} vs {}: {}",
+                    fmt_ns(many.median()),
+                    fmt_ns(none.median()),
+                    fmt_ratio(ratio)
+                ),
+                verdict(Some((ratio - 1.0).abs() <= 0.10)),
+            ]);
+        }
+    }
+    if t.is_empty() {
+        s.text("Not evaluated: ringcast or the disruptor was not run or failed its checks.");
+    } else {
+        s.text(
+            "Evaluated from this run's medians. \"Keeps up\" is tested directly: ringcast's \
+             publisher is paced at the goodput the disruptor reached, and its reader must \
+             lose nothing.",
+        );
+        s.table(t);
+    }
+}
