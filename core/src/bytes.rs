@@ -165,18 +165,22 @@ impl Source for Shared {
     fn read(&self, seq: u64, buf: &mut Vec<u8>) -> Option<()> {
         let (pos, len) = self.locate(seq)?;
         debug_assert!(len <= self.max_message_size);
+        // Whole words, 8 bytes at a time (a fixed-size copy each), then the
+        // padding of the last word cut off.
+        let words = len.div_ceil(8);
         buf.clear();
-        buf.resize(len, 0);
+        buf.reserve(words * 8);
         let mut word = self.word_of(pos);
-        for chunk in buf.chunks_mut(8) {
+        for _ in 0..words {
             // Relaxed: validated by `bytes_lapped` below.
             let bytes = self.arena[word].load(Ordering::Relaxed).to_ne_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
+            buf.extend_from_slice(&bytes);
             word += 1;
             if word == self.arena_words {
                 word = 0;
             }
         }
+        buf.truncate(len);
         if self.bytes_lapped(pos) {
             return None;
         }
@@ -563,7 +567,7 @@ impl ByteSubscriber {
     /// How many published messages this subscriber has not read yet. Stale
     /// once returned.
     pub fn lag(&self) -> u64 {
-        self.shared.state.head() - self.cursor
+        self.shared.state.head().saturating_sub(self.cursor)
     }
 
     /// A handle on the same ring.

@@ -109,7 +109,9 @@
 //! 1. stamp := 0, Release fence;
 //! 2. store the data words (relaxed atomics);
 //! 3. stamp := `seq + 1` (Release);
-//! 4. head := `seq + 1` (Release); then wake parked readers, if any.
+//! 4. head := `seq + 1` (Release); then wake parked readers, if any (an
+//!    asymmetric barrier makes that check free of hardware fences on Linux:
+//!    the reader about to park pays for it with a `membarrier` call).
 //!
 //! To read at cursor `c`: load head (Acquire) and apply the cursor rule; load
 //! the stamp (Acquire), which must be `c + 1`; load the data words (relaxed
@@ -121,6 +123,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
+mod barrier;
 pub mod bytes;
 mod error;
 mod recv;

@@ -348,7 +348,7 @@ impl<T: NoUninit> Subscriber<T> {
     /// (more than the capacity means some are already lost). Stale once
     /// returned: it grows with every publish.
     pub fn lag(&self) -> u64 {
-        self.shared.state.head() - self.cursor
+        self.shared.state.head().saturating_sub(self.cursor)
     }
 
     /// A handle on the same ring.

@@ -34,12 +34,13 @@ pub(crate) enum Position {
 
 /// Classifies `cursor` against `head`.
 ///
-/// A cursor above `head` cannot exist: cursors only advance one message at a
-/// time or jump to `oldest_held`, both of which are `<= head`.
+/// A cursor can be above a `head` loaded a moment ago: a reader takes a
+/// message as soon as its slot is complete, which is just before the
+/// publisher advances `head` past it. Such a cursor is waiting, like one at
+/// the head.
 #[inline]
 pub(crate) fn position(cursor: u64, head: u64, capacity: u64, start: u64) -> Position {
-    debug_assert!(cursor <= head, "cursor {cursor} ahead of head {head}");
-    if cursor == head {
+    if cursor >= head {
         return Position::Waiting;
     }
     let oldest = oldest_held(head, capacity, start);
@@ -91,6 +92,8 @@ mod tests {
         assert_eq!(position(0, 4, 4, 0), Position::Readable);
         assert_eq!(position(0, 5, 4, 0), Position::Expired { oldest: 1 });
         assert_eq!(position(5, 5, 4, 0), Position::Waiting);
+        // Ahead of a head loaded just before the publisher advanced it.
+        assert_eq!(position(6, 5, 4, 0), Position::Waiting);
         assert_eq!(
             position(u64::MAX - 5, u64::MAX - 1, 4, 0),
             Position::Readable

@@ -3,20 +3,22 @@
 //!
 //! Waking without costing the publisher anything when nobody waits:
 //!
-//! * a reader about to sleep registers itself (`waiting += 1`), issues a
-//!   `fence(SeqCst)` and checks the head once more before sleeping;
-//! * the publisher stores the new head, issues a `fence(SeqCst)` and only if
-//!   `waiting != 0` takes the lock and wakes everyone.
+//! * a reader about to sleep registers itself (`waiting += 1`), issues the
+//!   heavy side of a barrier and checks the head once more before sleeping;
+//! * the publisher stores the new head, issues the light side of the barrier
+//!   and only if `waiting != 0` takes the lock and wakes everyone.
 //!
-//! The two SeqCst fences are totally ordered, so either the reader's re-check
-//! sees the new head or the publisher sees `waiting != 0`: no lost wake-up.
-//! With nobody waiting, a publish takes no lock and makes no system call.
+//! The barrier (module `barrier`) guarantees that either the reader's
+//! re-check sees the new head or the publisher sees `waiting != 0`: no lost
+//! wake-up. With nobody waiting, a publish takes no lock, makes no system
+//! call and, on Linux, issues no hardware fence either.
 
 use std::task::Waker;
 use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
+use crate::barrier;
 use crate::seq::{self, Position};
 use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 
@@ -50,6 +52,7 @@ struct WakerList {
 impl RingState {
     pub(crate) fn new(capacity: u64, start: u64) -> Self {
         debug_assert!(capacity.is_power_of_two());
+        barrier::init();
         Self {
             head: CachePadded::new(AtomicU64::new(start)),
             closed: AtomicBool::new(false),
@@ -98,8 +101,8 @@ impl RingState {
         // Release: the slot writes before this are visible to whoever
         // Acquire-loads the new head.
         self.head.store(new_head, Ordering::Release);
-        // SeqCst fence: ordered against the sleeper's fence (module docs).
-        fence(Ordering::SeqCst);
+        // Light side of the barrier, against the sleeper's heavy side.
+        barrier::light();
         // Relaxed: ordered by the fence above.
         if self.waiting.load(Ordering::Relaxed) != 0 {
             self.wake_all();
@@ -140,10 +143,10 @@ impl RingState {
     /// passes, or a spurious wake-up. Callers loop.
     pub(crate) fn park(&self, ready: impl Fn() -> bool, deadline: Option<Instant>) {
         let guard = self.wakers.lock();
-        // Relaxed increment, then the SeqCst fence orders it before the
-        // re-check (module docs).
+        // Relaxed increment, then the heavy side of the barrier orders it
+        // before the re-check (module docs).
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        barrier::heavy();
         let guard = if ready() {
             guard
         } else {
@@ -176,7 +179,8 @@ impl RingState {
                 }
             }
         }
-        fence(Ordering::SeqCst);
+        // Heavy side of the barrier: the registration before the re-check.
+        barrier::heavy();
         ready()
     }
 
