@@ -326,7 +326,7 @@ impl Table {
                     r.get(i)
                         .filter(|c| !matches!(c.as_str(), "n/a" | "FAILED"))
                         .and_then(|c| c.chars().next())
-                        .map_or(true, |c| c.is_ascii_digit() || "–-+≈".contains(c))
+                        .is_none_or(|c| c.is_ascii_digit() || "–-+≈".contains(c))
                 })
         };
         let _ = writeln!(

@@ -120,7 +120,7 @@ fn run_reader(
             Got::Empty => {
                 assert!(matches!(mode, Mode::Spin | Mode::Sleepy));
                 empty_spins += 1;
-                if empty_spins % 64 == 0 {
+                if empty_spins.is_multiple_of(64) {
                     thread::yield_now();
                 } else {
                     std::hint::spin_loop();
