@@ -1,0 +1,266 @@
+//! The reference model of a ring, shared by the property tests
+//! (`core/tests/model.rs`) and the `ring_model` fuzz target: a `VecDeque` of
+//! the last `capacity` messages with the documented rules, and adapters that
+//! drive the typed ring and the byte ring through one trait.
+//!
+//! Kept free of test-framework dependencies so both can include it.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+
+use ringcast_core::bytes::{ByteHandle, BytePublisher, ByteSubscriber};
+use ringcast_core::{Publisher, RingHandle, SubscribeError, Subscriber, TryRecvError};
+
+pub fn round8(n: u64) -> u64 {
+    n.div_ceil(8) * 8
+}
+
+/// The reference model; readers are plain cursors.
+pub struct Model {
+    pub capacity: usize,
+    /// Arena size in bytes; `u64::MAX` for the typed ring (bytes never bind).
+    pub arena_bytes: u64,
+    pub head: u64,
+    /// End of the bytes written so far.
+    pub reserved: u64,
+    pub closed: bool,
+    /// The last `capacity` messages: `(seq, pos, payload)`.
+    pub held: VecDeque<(u64, u64, Vec<u8>)>,
+    pub readers: Vec<u64>,
+}
+
+impl Model {
+    pub fn new(capacity: usize, arena_bytes: u64, start: u64) -> Self {
+        Self {
+            capacity: capacity.max(1).next_power_of_two(),
+            arena_bytes,
+            head: start,
+            reserved: 0,
+            closed: false,
+            held: VecDeque::new(),
+            readers: vec![start],
+        }
+    }
+
+    pub fn publish(&mut self, payload: Vec<u8>) -> u64 {
+        let seq = self.head;
+        let pos = self.reserved;
+        self.reserved += round8(payload.len() as u64);
+        self.held.push_back((seq, pos, payload));
+        if self.held.len() > self.capacity {
+            self.held.pop_front();
+        }
+        self.head += 1;
+        seq
+    }
+
+    pub fn oldest_held(&self) -> u64 {
+        self.held.front().map_or(self.head, |m| m.0)
+    }
+
+    pub fn intact(&self, pos: u64) -> bool {
+        self.reserved <= pos.saturating_add(self.arena_bytes)
+    }
+
+    pub fn subscribe_at(&mut self, seq: u64) -> Result<(), SubscribeError> {
+        if seq > self.head {
+            return Err(SubscribeError::Future {
+                seq,
+                head: self.head,
+            });
+        }
+        let oldest = self.oldest_held();
+        if seq < oldest {
+            return Err(SubscribeError::Expired {
+                seq,
+                oldest_held: oldest,
+            });
+        }
+        self.readers.push(seq);
+        Ok(())
+    }
+
+    pub fn try_recv(&mut self, reader: usize) -> Result<(u64, Vec<u8>), TryRecvError> {
+        let cursor = self.readers[reader];
+        if cursor == self.head {
+            return Err(if self.closed {
+                TryRecvError::Closed
+            } else {
+                TryRecvError::Empty
+            });
+        }
+        if let Some(m) = self
+            .held
+            .iter()
+            .find(|m| m.0 == cursor)
+            .filter(|m| self.intact(m.1))
+        {
+            let out = (m.0, m.2.clone());
+            self.readers[reader] = cursor + 1;
+            return Ok(out);
+        }
+        let resume = self
+            .held
+            .iter()
+            .filter(|m| m.0 > cursor)
+            .find(|m| self.intact(m.1))
+            .map_or(self.head, |m| m.0);
+        self.readers[reader] = resume;
+        Err(TryRecvError::Expired {
+            missed: resume - cursor,
+            resume_seq: resume,
+        })
+    }
+}
+
+/// What the replay needs from a ring.
+pub trait Ring {
+    type Reader: Clone;
+    fn publish(&mut self, payload: &[u8], split: Option<(usize, usize)>) -> Option<u64>;
+    fn close(&mut self);
+    fn subscribe(&self) -> Self::Reader;
+    fn subscribe_at(&self, seq: u64) -> Result<Self::Reader, SubscribeError>;
+    fn try_recv(reader: &mut Self::Reader) -> Result<(u64, Vec<u8>), TryRecvError>;
+    fn cursor(reader: &Self::Reader) -> u64;
+    fn lag(reader: &Self::Reader) -> u64;
+    /// `(head, oldest_held)`, checked to agree between publisher and handle.
+    fn observe(&self) -> (u64, u64);
+}
+
+pub struct Typed {
+    pub publisher: Option<Publisher<u64>>,
+    pub handle: RingHandle<u64>,
+}
+
+impl Ring for Typed {
+    type Reader = Subscriber<u64>;
+
+    fn publish(&mut self, payload: &[u8], _: Option<(usize, usize)>) -> Option<u64> {
+        let value = u64::from_le_bytes(payload.try_into().expect("typed payloads are 8 bytes"));
+        self.publisher.as_mut().map(|p| p.publish(value))
+    }
+
+    fn close(&mut self) {
+        self.publisher = None;
+    }
+
+    fn subscribe(&self) -> Self::Reader {
+        match &self.publisher {
+            Some(p) => p.subscribe(),
+            None => self.handle.subscribe(),
+        }
+    }
+
+    fn subscribe_at(&self, seq: u64) -> Result<Self::Reader, SubscribeError> {
+        match &self.publisher {
+            Some(p) => p.subscribe_at(seq),
+            None => self.handle.subscribe_at(seq),
+        }
+    }
+
+    fn try_recv(reader: &mut Self::Reader) -> Result<(u64, Vec<u8>), TryRecvError> {
+        let seq = reader.cursor();
+        reader.try_recv().map(|v| (seq, v.to_le_bytes().to_vec()))
+    }
+
+    fn cursor(reader: &Self::Reader) -> u64 {
+        reader.cursor()
+    }
+
+    fn lag(reader: &Self::Reader) -> u64 {
+        reader.lag()
+    }
+
+    fn observe(&self) -> (u64, u64) {
+        let seen = (self.handle.head(), self.handle.oldest_held());
+        if let Some(p) = &self.publisher {
+            assert_eq!((p.head(), p.oldest_held()), seen);
+        }
+        assert_eq!(self.handle.is_closed(), self.publisher.is_none());
+        seen
+    }
+}
+
+pub struct Bytes {
+    pub publisher: Option<BytePublisher>,
+    pub handle: ByteHandle,
+}
+
+impl Ring for Bytes {
+    type Reader = ByteSubscriber;
+
+    fn publish(&mut self, payload: &[u8], split: Option<(usize, usize)>) -> Option<u64> {
+        let publisher = self.publisher.as_mut()?;
+        let max = publisher.max_message_size();
+        let result = match split {
+            None => publisher.publish(payload).map_err(|e| {
+                assert_eq!(e.payload, payload, "a too-large payload is handed back");
+                (e.len, e.max)
+            }),
+            Some((a, b)) => {
+                let a = a % (payload.len() + 1);
+                let b = a + b % (payload.len() - a + 1);
+                let parts = [&payload[..a], &payload[a..b], &payload[b..]];
+                publisher
+                    .publish_vectored(&parts)
+                    .map_err(|e| (e.len, e.max))
+            }
+        };
+        match result {
+            Ok(seq) => Some(seq),
+            Err((len, refused_max)) => {
+                assert_eq!((len, refused_max), (payload.len(), max));
+                assert!(len > max);
+                None
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.publisher = None;
+    }
+
+    fn subscribe(&self) -> Self::Reader {
+        match &self.publisher {
+            Some(p) => p.subscribe(),
+            None => self.handle.subscribe(),
+        }
+    }
+
+    fn subscribe_at(&self, seq: u64) -> Result<Self::Reader, SubscribeError> {
+        match &self.publisher {
+            Some(p) => p.subscribe_at(seq),
+            None => self.handle.subscribe_at(seq),
+        }
+    }
+
+    fn try_recv(reader: &mut Self::Reader) -> Result<(u64, Vec<u8>), TryRecvError> {
+        // Stale contents of the buffer must not leak into the result.
+        let mut buf = vec![0xEE; 5];
+        reader.try_recv(&mut buf).map(|seq| (seq, buf))
+    }
+
+    fn cursor(reader: &Self::Reader) -> u64 {
+        reader.cursor()
+    }
+
+    fn lag(reader: &Self::Reader) -> u64 {
+        reader.lag()
+    }
+
+    fn observe(&self) -> (u64, u64) {
+        let seen = (self.handle.head(), self.handle.oldest_held());
+        if let Some(p) = &self.publisher {
+            assert_eq!((p.head(), p.oldest_held()), seen);
+        }
+        assert_eq!(self.handle.is_closed(), self.publisher.is_none());
+        seen
+    }
+}
+
+pub fn byte_payload(value: u64, len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| (value.rotate_left(i as u32 % 64) ^ i) as u8)
+        .collect()
+}
