@@ -193,7 +193,13 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
     let certified = super::endpoint::peer_name(&conn).ok_or(LinkError::NoPeerName)?;
     let (mut send, mut recv) = tokio::time::timeout(inner.config.idle_timeout, conn.accept_bi())
         .await
-        .map_err(|_| LinkError::Timeout("waiting for the consumer's stream"))??;
+        .map_err(|_| {
+            super::close(
+                &conn,
+                crate::proto::ErrorCode::ProtocolViolation,
+                LinkError::Timeout("waiting for the consumer's stream"),
+            )
+        })??;
     let mut decoder = Decoder::new(inner.limits);
     // A peer that connects but never says hello is not kept around: its
     // keep-alives alone would hold the connection open.
