@@ -18,10 +18,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -30,113 +28,20 @@ use ringcast_net::proto::{AckPolicy, ConsumerSession, Decoder, Event, Frame, Lim
 use ringcast_net::tls::NodeIdentity;
 use ringcast_net::{ConnectOutcome, NodeEvent};
 use serde_json::Value;
+use support::node_process::{free_addr, NodeProc};
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringcast");
 const T: Duration = Duration::from_secs(15);
 
 // ---------------------------------------------------------------------------
 // `ringcast node` processes.
 
-/// A `ringcast node` process: stdin commands, stdout JSON lines.
-struct Proc {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<Value>,
-    /// Every line read so far, in order.
-    seen: Vec<Value>,
-}
-
-impl Proc {
-    fn node(name: &str, listen: &str, certs: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["node", "--name", name, "--listen", listen, "--certs", certs])
-            .args(["--idle-timeout-ms", "1000"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ringcast node");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-                if tx.send(value).is_err() {
-                    return;
-                }
-            }
-        });
-        Self {
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// The next line with `"event": event` matching `pred`; other lines are
-    /// kept in `seen` and skipped.
-    fn expect(&mut self, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + T;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {event} line; seen {:?}", self.seen));
-            self.seen.push(v.clone());
-            if v["event"] == event && pred(&v) {
-                return v;
-            }
-        }
-    }
-
-    /// Reads lines until `cond` holds over all lines seen.
-    fn wait(&mut self, what: &str, cond: impl Fn(&[Value]) -> bool) {
-        let deadline = Instant::now() + T;
-        while !cond(&self.seen) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {what}; seen {:?}", self.seen));
-            self.seen.push(v);
-        }
-    }
-
-    /// `kill -9`, and reap it.
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(9));
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_addr() -> String {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
+/// A `ringcast node` for these tests: dead peers noticed within a second.
+fn node(name: &str, listen: &str, certs: &str, extra: &[&str]) -> NodeProc {
+    let mut args = vec!["--name", name, "--listen", listen, "--certs", certs];
+    args.extend(["--idle-timeout-ms", "1000"]);
+    args.extend(extra);
+    NodeProc::spawn(&args)
 }
 
 /// The `message` lines among `lines`, as `(epoch, seq, payload)`.
@@ -161,9 +66,9 @@ fn producer_killed_with_sigkill_and_restarted_is_reported_then_its_new_epoch_sta
     let (p_addr, a_addr) = (free_addr(), free_addr());
     let peer = format!("p@{p_addr}");
 
-    let mut p = Proc::node("p", &p_addr, dir, &[]);
+    let mut p = node("p", &p_addr, dir, &[]);
     let first_epoch = p.expect("ready", |_| true)["epoch"].clone();
-    let mut a = Proc::node("a", &a_addr, dir, &["--peer", &peer, "--subscribe", "t"]);
+    let mut a = node("a", &a_addr, dir, &["--peer", &peer, "--subscribe", "t"]);
     a.expect("connected", |v| v["peer"] == "p" && v["outcome"] == "new");
     for i in 0..5 {
         p.send(&format!("pub t before-{i}"));
@@ -187,7 +92,7 @@ fn producer_killed_with_sigkill_and_restarted_is_reported_then_its_new_epoch_sta
     );
 
     // Same name, same port: a new process, a new epoch, an empty ring.
-    let mut p = Proc::node("p", &p_addr, dir, &[]);
+    let mut p = node("p", &p_addr, dir, &[]);
     let second_epoch = p.expect("ready", |_| true)["epoch"].clone();
     assert_ne!(second_epoch, first_epoch, "a restart draws a new epoch");
     for i in 0..3 {
@@ -243,10 +148,10 @@ fn consumer_killed_with_sigkill_restarts_fresh_while_the_producer_keeps_serving_
     let peer = format!("p@{p_addr}");
     let follow = ["--peer", peer.as_str(), "--subscribe", "t"];
 
-    let mut p = Proc::node("p", &p_addr, dir, &[]);
+    let mut p = node("p", &p_addr, dir, &[]);
     let epoch = p.expect("ready", |_| true)["epoch"].clone();
-    let mut a = Proc::node("a", &a_addr, dir, &follow);
-    let mut b = Proc::node("b", &b_addr, dir, &follow);
+    let mut a = node("a", &a_addr, dir, &follow);
+    let mut b = node("b", &b_addr, dir, &follow);
     for node in [&mut a, &mut b] {
         node.expect("connected", |v| v["outcome"] == "new");
     }
@@ -270,7 +175,7 @@ fn consumer_killed_with_sigkill_restarts_fresh_while_the_producer_keeps_serving_
     }
 
     // Same name, same port: a fresh process has no cursor and starts at the head.
-    let mut a = Proc::node("a", &a_addr, dir, &follow);
+    let mut a = node("a", &a_addr, dir, &follow);
     a.expect("connected", |v| v["peer"] == "p" && v["outcome"] == "new");
     for i in 10..15 {
         p.send(&format!("pub t m-{i}"));
