@@ -429,6 +429,30 @@ pub fn run(opts: &NetOpts) -> NetResults {
     results
 }
 
+/// Records a timed run whose answers failed their check: logged, listed
+/// among the checks, and the contender's row marked failed (its numbers are
+/// then not used).
+fn timed_run_failed(
+    opts: &NetOpts,
+    checks: &mut Vec<NetCheck>,
+    checked: &mut Result<(), String>,
+    contender: Contender,
+    what: &str,
+    round: usize,
+    e: String,
+) {
+    progress(
+        opts,
+        format!("run {} {} {what}: FAILED {e}", round + 1, contender.key()),
+    );
+    checks.push(NetCheck {
+        contender,
+        what: format!("{what}, timed run {}", round + 1),
+        outcome: Err(e.clone()),
+    });
+    *checked = Err(e);
+}
+
 fn progress(opts: &NetOpts, line: impl AsRef<str>) {
     if opts.verbose {
         eprintln!("[net] {}", line.as_ref());
@@ -524,22 +548,15 @@ async fn throughput_all(
                                 ),
                             );
                         }
-                        Err(e) => {
-                            progress(
-                                opts,
-                                format!(
-                                    "run {} {} {what}: FAILED {e}",
-                                    round + 1,
-                                    row.contender.key()
-                                ),
-                            );
-                            results.checks.push(NetCheck {
-                                contender: row.contender,
-                                what: format!("{what}, timed run {}", round + 1),
-                                outcome: Err(e.clone()),
-                            });
-                            row.checked = Err(e);
-                        }
+                        Err(e) => timed_run_failed(
+                            opts,
+                            &mut results.checks,
+                            &mut row.checked,
+                            row.contender,
+                            &what,
+                            round,
+                            e,
+                        ),
                     }
                 }
             }
@@ -626,22 +643,15 @@ async fn latency_all(
                     row.runs.push((p50, p99));
                     row.sorted_ns.extend_from_slice(&v);
                 }
-                Err(e) => {
-                    progress(
-                        opts,
-                        format!(
-                            "run {} {} {what}: FAILED {e}",
-                            round + 1,
-                            row.contender.key()
-                        ),
-                    );
-                    results.checks.push(NetCheck {
-                        contender: row.contender,
-                        what: format!("{what}, timed run {}", round + 1),
-                        outcome: Err(e.clone()),
-                    });
-                    row.checked = Err(e);
-                }
+                Err(e) => timed_run_failed(
+                    opts,
+                    &mut results.checks,
+                    &mut row.checked,
+                    row.contender,
+                    &what,
+                    round,
+                    e,
+                ),
             }
         }
     }
@@ -726,22 +736,15 @@ async fn catchup_all(
                     row.reconnect_s
                         .push(run.reconnect.unwrap_or_default().as_secs_f64());
                 }
-                Err(e) => {
-                    progress(
-                        opts,
-                        format!(
-                            "run {} {} {what}: FAILED {e}",
-                            round + 1,
-                            row.contender.key()
-                        ),
-                    );
-                    results.checks.push(NetCheck {
-                        contender: row.contender,
-                        what: format!("{what}, timed run {}", round + 1),
-                        outcome: Err(e.clone()),
-                    });
-                    row.checked = Err(e);
-                }
+                Err(e) => timed_run_failed(
+                    opts,
+                    &mut results.checks,
+                    &mut row.checked,
+                    row.contender,
+                    &what,
+                    round,
+                    e,
+                ),
             }
         }
     }
