@@ -6,8 +6,8 @@
 //! its payload occupies `ceil(len / 8)` words from byte position `pos`
 //! (always a multiple of 8), wrapping around the arena's end.
 //!
-//! A message is expired when its index slot was reused (stamp check, as in
-//! the typed ring) **or** its bytes were reused: the publisher announces, in
+//! A message is expired when its index slot was reused (stamp check)
+//! **or** its bytes were reused: the publisher announces, in
 //! `reserved`, the end of the bytes it is about to write before writing
 //! them, so a reader that copied a message's words and then sees
 //! `reserved > pos + arena_bytes` knows some of them may have been
@@ -452,7 +452,11 @@ impl ByteHandle {
     /// or it is the head. Checked now; a later expiry is reported by the
     /// first receive.
     pub fn subscribe_at(&self, seq: u64) -> Result<ByteSubscriber, SubscribeError> {
-        check_subscribe_at(&self.shared.state, seq)?;
+        check_subscribe_at(
+            self.shared.state.head(),
+            self.shared.state.oldest_held(),
+            seq,
+        )?;
         Ok(ByteSubscriber {
             cursor: seq,
             shared: Arc::clone(&self.shared),

@@ -20,11 +20,16 @@
 //!   `delivered + missed` over a subscriber's life always gives the number
 //!   of messages published since it started.
 //! * **Cursor rule.** With `head` the number the next publish takes, a cursor
-//!   `c` is readable when `head - capacity <= c < head`, waiting when
-//!   `c == head`, and expired when `c < head - capacity`. Exactly `capacity`
-//!   behind is still readable; `capacity + 1` behind is expired. A message
-//!   overwritten *while* it is being read is expired too. The byte ring also
-//!   expires a message whose bytes were reused (`max_bytes` bound first).
+//!   `c` is readable when `oldest_held <= c < head`, waiting when
+//!   `c == head`, and expired when `c < oldest_held`. The byte ring holds
+//!   exactly the last `capacity` messages (`oldest_held = head - capacity`):
+//!   exactly `capacity` behind is still readable, `capacity + 1` behind is
+//!   expired. The typed ring reserves slots a sixteenth of its capacity at a
+//!   time, so it holds the last `capacity` messages and up to
+//!   `capacity / 16 - 1` more: a cursor is never expired while it is at most
+//!   `capacity` behind. A message overwritten *while* it is being read is
+//!   expired too. The byte ring also expires a message whose bytes were
+//!   reused (`max_bytes` bound first).
 //! * **New subscribers start at the head**: they see only messages published
 //!   after they were created. [`Publisher::subscribe_at`] starts elsewhere,
 //!   if that position is still held.
@@ -103,22 +108,30 @@
 //!
 //! # How it works
 //!
-//! Every slot is a seqlock: a stamp (`seq + 1` when it holds message `seq`,
-//! 0 while being written) and data words. To publish message `seq`:
+//! Typed ring: the slots hold only the values' words. Two counters guard
+//! them: `head` (messages below it are complete) and `reserved` (writes to
+//! messages below it may have begun). To publish message `seq`:
 //!
-//! 1. stamp := 0, Release fence;
+//! 1. once every `capacity / 16` messages: `reserved := seq + step`, Release
+//!    fence;
 //! 2. store the data words (relaxed atomics);
-//! 3. stamp := `seq + 1` (Release);
-//! 4. head := `seq + 1` (Release); then wake parked readers, if any (an
+//! 3. head := `seq + 1` (Release); then wake parked readers, if any (an
 //!    asymmetric barrier makes that check free of hardware fences on Linux:
 //!    the reader about to park pays for it with a `membarrier` call).
 //!
-//! To read at cursor `c`: load head (Acquire) and apply the cursor rule; load
-//! the stamp (Acquire), which must be `c + 1`; load the data words (relaxed
-//! atomics, so a racing write is not undefined behaviour); Acquire fence;
-//! reload the stamp: if it changed, the slot was overwritten under the
-//! reader, which is expiry — not a retry loop that could starve. Only after
-//! this check do the copied words become a `T`.
+//! To read at cursor `c`: below a head it loaded earlier (Acquire), a reader
+//! loads the data words (relaxed atomics, so a racing write is not undefined
+//! behaviour), issues an Acquire fence and loads `reserved`: if the writes
+//! under way could have reached `c`'s slot, the copy is discarded and the
+//! cursor has expired — not a retry loop that could starve. Only after this
+//! check do the copied words become a `T`. A reader that is behind touches
+//! neither `head` nor any line the publisher is writing, and a `u64` publish
+//! is two stores.
+//!
+//! Byte ring: every index slot is a seqlock (a stamp, `seq + 1` when it holds
+//! message `seq` and 0 while being written, then position and length), and
+//! the payload bytes live in a word arena guarded by a reservation mark like
+//! the typed ring's.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
@@ -136,7 +149,7 @@ mod wait;
 
 pub use error::{RecvError, RecvTimeoutError, SubscribeError, TooLarge, TryRecvError};
 pub use recv::Recv;
-#[cfg(feature = "test-util")]
-pub use ring::channel_starting_at;
 pub use ring::{channel, Publisher, RingHandle, Subscriber};
+#[cfg(feature = "test-util")]
+pub use ring::{channel_starting_at, channel_with_step};
 pub use shared::SharedPublisher;

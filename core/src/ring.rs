@@ -1,16 +1,62 @@
-//! The typed ring: fixed-size `T` values, one seqlock slot each.
+//! The typed ring: fixed-size `T` values in plain data slots, guarded by two
+//! counters instead of a stamp per slot.
+//!
+//! # Protocol
+//!
+//! The ring has `slots = capacity + step - 1` slots; message `seq` lives in
+//! slot `seq % slots`. Two counters, each on its own cache line:
+//!
+//! * `head`: the number the next publish takes. Messages below it are
+//!   complete.
+//! * `reserved`: writes to messages below it may have begun. Writing message
+//!   `s` destroys message `s - slots`, so message `c` is intact exactly while
+//!   `reserved <= c + slots`.
+//!
+//! Publishing message `s`:
+//! 1. if `s >= reserved`: `reserved := s + step` (Relaxed), then
+//!    `fence(Release)` — one store and fence per `step` messages;
+//! 2. store the data words (Relaxed);
+//! 3. `head := s + 1` (Release), and wake parked readers if there are any.
+//!
+//! Reading message `c`, once an Acquire load of `head` returned more than `c`
+//! (the reader caches that head and reloads it only when it catches up):
+//! 1. load the data words (Relaxed: a racing write is not undefined
+//!    behaviour, just garbage);
+//! 2. `fence(Acquire)`, then load `reserved` (Relaxed);
+//! 3. the words are message `c` iff `c + slots >= reserved`; otherwise `c`
+//!    has expired and the reader resumes at `reserved - slots`, the oldest
+//!    message intact.
+//!
+//! Why it works: a write that destroys `c` is of some `s >= c + slots`, and
+//! it stored `reserved > s` before its `fence(Release)`. If step 1 saw any
+//! word it stored, the reader's Acquire fence synchronizes with that release
+//! fence, so step 2 sees `reserved > c + slots` and rejects the copy. If
+//! step 3 accepts, every word came from the write of `c` itself, which the
+//! Acquire load of `head` made visible.
+//!
+//! Why `step` and the extra `step - 1` slots: reserving one message at a time
+//! would rewrite `reserved` on every publish, and every reader validating a
+//! copy would pull that cache line back from the publisher. Reserving `step`
+//! at a time makes it one line transfer per `step` messages, and the
+//! `step - 1` extra slots keep the last `capacity` messages intact however
+//! far the reservation runs ahead. It also leaves a reader that expired
+//! some room: it resumes up to `step` slots ahead of the slots being
+//! rewritten, instead of inside them.
+//!
+//! Publishing touches no per-slot metadata: a `u64` message is one data
+//! store and one head store, and the slots are as dense as the values.
 
 use std::marker::PhantomData;
 use std::mem::{size_of, MaybeUninit};
 use std::time::{Duration, Instant};
 
 use bytemuck::NoUninit;
+use crossbeam_utils::CachePadded;
 
 use crate::error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError};
-use crate::recv::{self, Recv, Source};
-use crate::seq::{self, round_capacity};
-use crate::slot::Slots;
-use crate::sync::Arc;
+use crate::recv::{self, Recv};
+use crate::seq::round_capacity;
+use crate::sync::{fence, Arc, AtomicU64, Ordering};
 use crate::wait::RingState;
 
 /// Data words a `T` occupies in a slot: `ceil(size_of::<T>() / 8)`.
@@ -19,75 +65,101 @@ const fn words<T>() -> usize {
     size_of::<T>().div_ceil(8)
 }
 
+/// The reservation step for a ring of `capacity`: a sixteenth of it, at
+/// least 1 (small rings then behave exactly as if every publish reserved
+/// its own slot).
+fn default_step(capacity: usize) -> usize {
+    (capacity / 16).max(1)
+}
+
 /// What publisher and subscribers share.
 struct Shared<T> {
+    /// Head, closed flag, waiters; `state.capacity` is the guaranteed hold.
     state: RingState,
-    /// `capacity` slots of `words::<T>()` data words; message `seq` lives in
-    /// slot `seq & mask`.
-    slots: Slots,
-    /// `capacity - 1`.
-    mask: u64,
+    /// Writes to messages below this may have begun (module docs).
+    reserved: CachePadded<AtomicU64>,
+    /// `slots * words::<T>()` data words; slot `i` is words
+    /// `i * words::<T>() ..`.
+    data: Box<[AtomicU64]>,
+    /// Number of slots: `capacity + step - 1`.
+    slots: u64,
+    /// Messages reserved at a time.
+    step: u64,
     /// Values of `T` cross threads by copy; the ring never holds a `&T`.
     _values: PhantomData<fn(T) -> T>,
 }
 
 impl<T: NoUninit> Shared<T> {
+    /// Slot of message `seq` (one division; the hot paths step instead).
     #[inline]
-    fn slot(&self, seq: u64) -> usize {
-        // The mask keeps the result below `capacity`, which fits a usize.
-        (seq & self.mask) as usize
-    }
-}
-
-impl<T: NoUninit> Source for Shared<T> {
-    type Buf = ();
-    type Out = T;
-
-    fn state(&self) -> &RingState {
-        &self.state
+    fn slot_of(&self, seq: u64) -> usize {
+        // Below `slots`, which is the length of an allocated array.
+        (seq % self.slots) as usize
     }
 
+    /// The oldest message intact while `reserved` is `reserved`.
     #[inline]
-    fn read(&self, seq: u64, _: &mut ()) -> Option<T> {
-        let slot = self.slot(seq);
-        if self.slots.stamp(slot) != seq::stamp_of(seq) {
-            return None;
-        }
+    fn oldest_given(&self, reserved: u64) -> u64 {
+        reserved.saturating_sub(self.slots).max(self.state.start)
+    }
+
+    /// The oldest message still held. Stale the moment it returns.
+    fn oldest_held(&self) -> u64 {
+        // Acquire: pairs with nothing in particular; an observation.
+        self.oldest_given(self.reserved.load(Ordering::Acquire))
+    }
+
+    /// Copies the words of `slot` into a `T`, unvalidated.
+    #[inline]
+    fn load(&self, slot: usize) -> MaybeUninit<T> {
         let mut value = MaybeUninit::<T>::uninit();
         let dst = value.as_mut_ptr().cast::<u8>();
         let size = size_of::<T>();
+        let base = slot * words::<T>();
         for i in 0..words::<T>() {
-            let word = self.slots.load(slot, i).to_ne_bytes();
+            // Relaxed: validated afterwards against `reserved`.
+            let word = self.data[base + i].load(Ordering::Relaxed).to_ne_bytes();
             let n = (size - i * 8).min(8);
             // SAFETY: `i * 8 + n <= size`, so the copy stays inside `value`,
             // and `word` is a local array that cannot overlap it.
             unsafe { std::ptr::copy_nonoverlapping(word.as_ptr(), dst.add(i * 8), n) };
         }
-        if !self.slots.validate(slot, seq) {
-            return None;
+        value
+    }
+
+    /// Stores `value` into `slot`.
+    #[inline]
+    fn store(&self, slot: usize, value: &T) {
+        let bytes = bytemuck::bytes_of(value);
+        let base = slot * words::<T>();
+        for i in 0..words::<T>() {
+            let chunk = &bytes[i * 8..bytes.len().min(i * 8 + 8)];
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            // Relaxed: published by the Release head store that follows, and
+            // ordered after the reservation by its Release fence.
+            self.data[base + i].store(u64::from_ne_bytes(word), Ordering::Relaxed);
         }
-        // SAFETY:
-        // - `validate` proved that every word loaded above is the word the
-        //   publisher stored for message `seq` (module `slot`, read protocol);
-        // - those words were the bytes of a valid `T`, all initialized
-        //   because `T: NoUninit` (no padding);
-        // therefore `value` now holds that valid `T`.
-        Some(unsafe { value.assume_init() })
     }
 }
 
-/// Creates a typed ring of `capacity` slots (rounded up to a power of two,
-/// at least 1) and returns its publisher and a first subscriber at the head.
+/// Creates a typed ring that holds the last `capacity` messages (rounded up
+/// to a power of two, at least 1) and returns its publisher and a first
+/// subscriber at the head.
 ///
-/// Memory: `capacity * (8 + 8 * ceil(size_of::<T>() / 8))` bytes, allocated
-/// here once; publishing never allocates.
+/// Memory: `(capacity + capacity / 16) * 8 * ceil(size_of::<T>() / 8)`
+/// bytes, about, allocated here once; publishing never allocates. The extra
+/// sixteenth means the ring may hold up to `capacity / 16 - 1` messages more
+/// than `capacity` (never fewer): a reader expires only once it is more than
+/// `capacity` messages behind, and sometimes a little later.
 ///
 /// `T: NoUninit` (from `bytemuck`: `Copy`, no padding bytes) is what lets the
 /// ring copy values word by word with atomic operations, soundly, even while
 /// a read races a write. Derive it with `#[derive(bytemuck::NoUninit)]` on a
 /// `#[repr(C)]` struct without padding.
 pub fn channel<T: NoUninit + Send>(capacity: usize) -> (Publisher<T>, Subscriber<T>) {
-    with_start(capacity, 0)
+    let capacity = round_capacity(capacity);
+    build(capacity, 0, default_step(capacity))
 }
 
 /// Like [`channel`], with the first publish taking sequence number `start`
@@ -97,21 +169,47 @@ pub fn channel_starting_at<T: NoUninit + Send>(
     capacity: usize,
     start: u64,
 ) -> (Publisher<T>, Subscriber<T>) {
-    with_start(capacity, start)
+    let capacity = round_capacity(capacity);
+    build(capacity, start, default_step(capacity))
 }
 
-fn with_start<T: NoUninit + Send>(capacity: usize, start: u64) -> (Publisher<T>, Subscriber<T>) {
-    let capacity = round_capacity(capacity);
+/// Like [`channel_starting_at`], reserving `step` messages at a time (at
+/// least 1) instead of `capacity / 16`: for tests and models that need the
+/// reservation to run ahead in small rings.
+#[cfg(feature = "test-util")]
+pub fn channel_with_step<T: NoUninit + Send>(
+    capacity: usize,
+    start: u64,
+    step: usize,
+) -> (Publisher<T>, Subscriber<T>) {
+    build(round_capacity(capacity), start, step.max(1))
+}
+
+fn build<T: NoUninit + Send>(
+    capacity: usize,
+    start: u64,
+    step: usize,
+) -> (Publisher<T>, Subscriber<T>) {
+    let slots = capacity
+        .checked_add(step - 1)
+        .expect("ring size overflows usize");
+    let total = slots
+        .checked_mul(words::<T>())
+        .expect("ring size overflows usize");
     let shared = Arc::new(Shared {
         state: RingState::new(capacity as u64, start),
-        slots: Slots::new(capacity, words::<T>()),
-        mask: capacity as u64 - 1,
+        reserved: CachePadded::new(AtomicU64::new(start)),
+        data: (0..total).map(|_| AtomicU64::new(0)).collect(),
+        slots: slots as u64,
+        step: step as u64,
         _values: PhantomData,
     });
     let handle = RingHandle { shared };
     let subscriber = handle.subscribe();
     let publisher = Publisher {
         head: start,
+        slot: handle.shared.slot_of(start),
+        reserved: start,
         handle,
     };
     (publisher, subscriber)
@@ -123,6 +221,10 @@ pub struct Publisher<T: NoUninit> {
     /// Sequence number of the next publish; mirrors `state.head`, which only
     /// this publisher writes.
     head: u64,
+    /// Slot of `head`, stepped instead of divided.
+    slot: usize,
+    /// Mirrors `shared.reserved`, which only this publisher writes.
+    reserved: u64,
     handle: RingHandle<T>,
 }
 
@@ -140,20 +242,30 @@ impl<T: NoUninit> Publisher<T> {
     pub fn publish(&mut self, value: T) -> u64 {
         let seq = self.head;
         assert!(seq < u64::MAX, "sequence numbers exhausted");
-        let shared = &*self.handle.shared;
-        let slot = shared.slot(seq);
-        shared.slots.begin_write(slot);
-        let bytes = bytemuck::bytes_of(&value);
-        for i in 0..words::<T>() {
-            let chunk = &bytes[i * 8..bytes.len().min(i * 8 + 8)];
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            shared.slots.store(slot, i, u64::from_ne_bytes(word));
+        if seq >= self.reserved {
+            self.reserve(seq);
         }
-        shared.slots.end_write(slot, seq);
+        let shared = &*self.handle.shared;
+        shared.store(self.slot, &value);
+        self.slot += 1;
+        if self.slot as u64 == shared.slots {
+            self.slot = 0;
+        }
         self.head = seq + 1;
         shared.state.advance(self.head);
         seq
+    }
+
+    /// Reserves the next `step` messages from `seq` on (module docs).
+    #[cold]
+    fn reserve(&mut self, seq: u64) {
+        let shared = &*self.handle.shared;
+        self.reserved = seq.saturating_add(shared.step);
+        // Relaxed: ordered before the data stores by the fence below.
+        shared.reserved.store(self.reserved, Ordering::Relaxed);
+        // Release fence: a reader whose Acquire fence follows a load that saw
+        // any data store after this point also sees the reservation above.
+        fence(Ordering::Release);
     }
 
     /// A new subscriber at the head: it sees only messages published after
@@ -174,14 +286,11 @@ impl<T: NoUninit> Publisher<T> {
 
     /// The oldest sequence number still held (equal to `head` when empty).
     pub fn oldest_held(&self) -> u64 {
-        seq::oldest_held(
-            self.head,
-            self.handle.shared.state.capacity,
-            self.handle.shared.state.start,
-        )
+        self.handle.shared.oldest_given(self.reserved)
     }
 
-    /// The number of slots (a power of two).
+    /// The number of most recent messages the ring always holds (a power
+    /// of two; it may hold up to `capacity / 16 - 1` more).
     pub fn capacity(&self) -> usize {
         self.handle.capacity()
     }
@@ -216,22 +325,27 @@ pub struct RingHandle<T: NoUninit> {
 impl<T: NoUninit> RingHandle<T> {
     /// A new subscriber at the head.
     pub fn subscribe(&self) -> Subscriber<T> {
-        Subscriber {
-            cursor: self.shared.state.head(),
-            shared: Arc::clone(&self.shared),
-        }
+        self.subscriber_at(self.shared.state.head())
     }
 
     /// A new subscriber whose next message is `seq`, if `seq` is held or is
     /// the head. The check is made now: a position held now may expire
     /// before the first receive, which then reports it.
     pub fn subscribe_at(&self, seq: u64) -> Result<Subscriber<T>, SubscribeError> {
-        let state = &self.shared.state;
-        check_subscribe_at(state, seq)?;
-        Ok(Subscriber {
-            cursor: seq,
+        let head = self.shared.state.head();
+        check_subscribe_at(head, self.shared.oldest_held(), seq)?;
+        Ok(self.subscriber_at(seq))
+    }
+
+    fn subscriber_at(&self, seq: u64) -> Subscriber<T> {
+        Subscriber {
+            pos: ReadPos {
+                cursor: seq,
+                slot: self.shared.slot_of(seq),
+                head: seq,
+            },
             shared: Arc::clone(&self.shared),
-        })
+        }
     }
 
     /// The sequence number the next publish takes. Stale once returned: it
@@ -242,10 +356,11 @@ impl<T: NoUninit> RingHandle<T> {
 
     /// The oldest sequence number still held. Stale once returned.
     pub fn oldest_held(&self) -> u64 {
-        self.shared.state.oldest_held()
+        self.shared.oldest_held()
     }
 
-    /// The number of slots (a power of two).
+    /// The number of most recent messages the ring always holds (a power
+    /// of two; it may hold up to `capacity / 16 - 1` more).
     pub fn capacity(&self) -> usize {
         self.shared.state.capacity as usize
     }
@@ -273,13 +388,12 @@ impl<T: NoUninit> std::fmt::Debug for RingHandle<T> {
     }
 }
 
-/// Shared by both rings: `subscribe_at`'s check.
-pub(crate) fn check_subscribe_at(state: &RingState, seq: u64) -> Result<(), SubscribeError> {
-    let head = state.head();
+/// Shared by both rings: `subscribe_at`'s check, against a `head` and the
+/// `oldest` held, both loaded just before.
+pub(crate) fn check_subscribe_at(head: u64, oldest: u64, seq: u64) -> Result<(), SubscribeError> {
     if seq > head {
         return Err(SubscribeError::Future { seq, head });
     }
-    let oldest = seq::oldest_held(head, state.capacity, state.start);
     if seq < oldest {
         return Err(SubscribeError::Expired {
             seq,
@@ -292,10 +406,86 @@ pub(crate) fn check_subscribe_at(state: &RingState, seq: u64) -> Result<(), Subs
 /// A reader of a typed ring with its own cursor. Cloning it clones the
 /// cursor: the clone continues from the same position, independently.
 pub struct Subscriber<T: NoUninit> {
+    pos: ReadPos,
+    shared: Arc<Shared<T>>,
+}
+
+/// Where a subscriber stands.
+#[derive(Debug, Clone, Copy)]
+struct ReadPos {
     /// Sequence number of the next message this subscriber reads.
     /// Only grows; never above the head.
     cursor: u64,
-    shared: Arc<Shared<T>>,
+    /// Slot of `cursor`, stepped instead of divided.
+    slot: usize,
+    /// The last head this subscriber loaded (Acquire): messages below it are
+    /// complete, so reading up to it needs no further look at `head`, a
+    /// cache line the publisher rewrites on every publish.
+    head: u64,
+}
+
+impl<T: NoUninit> Shared<T> {
+    /// One receive at `pos` (module docs, reading).
+    #[inline]
+    fn try_recv(&self, pos: &mut ReadPos) -> Result<T, TryRecvError> {
+        let seq = pos.cursor;
+        if seq >= pos.head {
+            self.refresh_head(pos)?;
+        }
+        let value = self.load(pos.slot);
+        // Acquire fence: synchronizes with the Release fence of any
+        // reservation whose data stores the loads above saw (module docs).
+        fence(Ordering::Acquire);
+        // Relaxed: ordered by the fence above.
+        let oldest = self.oldest_given(self.reserved.load(Ordering::Relaxed));
+        if seq < oldest {
+            return Err(self.expire(pos, oldest));
+        }
+        pos.cursor = seq + 1;
+        pos.slot += 1;
+        if pos.slot as u64 == self.slots {
+            pos.slot = 0;
+        }
+        // SAFETY:
+        // - `seq < head` for a head loaded with Acquire, so the write of
+        //   message `seq` is visible, and `seq >= oldest` proved that no
+        //   later write touched its slot before the loads above (module
+        //   docs): every word loaded is the word stored for `seq`;
+        // - those words were the bytes of a valid `T`, all initialized
+        //   because `T: NoUninit` (no padding);
+        // therefore `value` now holds that valid `T`.
+        Ok(unsafe { value.assume_init() })
+    }
+
+    /// Reloads the head once the cursor has caught up with the cached one:
+    /// `Err(Empty)` or `Err(Closed)` if there is still nothing to read.
+    #[cold]
+    fn refresh_head(&self, pos: &mut ReadPos) -> Result<(), TryRecvError> {
+        // `closed` first: if it reads true, the head loaded after it is
+        // final, so "caught up and closed" means nothing more, ever.
+        let closed = self.state.is_closed();
+        pos.head = self.state.head();
+        if pos.cursor < pos.head {
+            Ok(())
+        } else if closed {
+            Err(TryRecvError::Closed)
+        } else {
+            Err(TryRecvError::Empty)
+        }
+    }
+
+    /// Moves the cursor to `oldest`, the oldest message intact, and says so.
+    #[cold]
+    fn expire(&self, pos: &mut ReadPos, oldest: u64) -> TryRecvError {
+        debug_assert!(oldest > pos.cursor);
+        let missed = oldest - pos.cursor;
+        pos.cursor = oldest;
+        pos.slot = self.slot_of(oldest);
+        TryRecvError::Expired {
+            missed,
+            resume_seq: oldest,
+        }
+    }
 }
 
 impl<T: NoUninit> Subscriber<T> {
@@ -305,7 +495,7 @@ impl<T: NoUninit> Subscriber<T> {
     /// `resume_seq` and the next call continues from there.
     #[inline]
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        recv::try_recv(&*self.shared, &mut self.cursor, &mut ())
+        self.shared.try_recv(&mut self.pos)
     }
 
     /// Waits for the next message: spins briefly, then parks the thread.
@@ -319,36 +509,30 @@ impl<T: NoUninit> Subscriber<T> {
     }
 
     fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        let Self { cursor, shared } = self;
+        let Self { pos, shared } = self;
         let shared = &**shared;
-        recv::recv_blocking(
-            &shared.state,
-            || recv::try_recv(shared, cursor, &mut ()),
-            deadline,
-        )
+        recv::recv_blocking(&shared.state, || shared.try_recv(pos), deadline)
     }
 
     /// Waits for the next message asynchronously. The future works with any
     /// executor; dropping it before it completes loses nothing (the cursor
     /// only moves when a message or an expiry is returned).
     pub fn recv_async(&mut self) -> Recv<'_, impl FnMut() -> Result<T, TryRecvError> + Unpin + '_> {
-        let Self { cursor, shared } = self;
+        let Self { pos, shared } = self;
         let shared = &**shared;
-        Recv::new(&shared.state, move || {
-            recv::try_recv(shared, cursor, &mut ())
-        })
+        Recv::new(&shared.state, move || shared.try_recv(pos))
     }
 
     /// Sequence number of the next message this subscriber will read.
     pub fn cursor(&self) -> u64 {
-        self.cursor
+        self.pos.cursor
     }
 
     /// How many published messages this subscriber has not read yet
     /// (more than the capacity means some are already lost). Stale once
     /// returned: it grows with every publish.
     pub fn lag(&self) -> u64 {
-        self.shared.state.head().saturating_sub(self.cursor)
+        self.shared.state.head().saturating_sub(self.pos.cursor)
     }
 
     /// A handle on the same ring.
@@ -362,7 +546,7 @@ impl<T: NoUninit> Subscriber<T> {
 impl<T: NoUninit> Clone for Subscriber<T> {
     fn clone(&self) -> Self {
         Self {
-            cursor: self.cursor,
+            pos: self.pos,
             shared: Arc::clone(&self.shared),
         }
     }
@@ -371,7 +555,7 @@ impl<T: NoUninit> Clone for Subscriber<T> {
 impl<T: NoUninit> std::fmt::Debug for Subscriber<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
-            .field("cursor", &self.cursor)
+            .field("cursor", &self.pos.cursor)
             .finish()
     }
 }

@@ -16,7 +16,7 @@ mod reference;
 
 use reference::{byte_payload, round8, Bytes, Model, Ring, Typed};
 use ringcast_core::bytes::{self, Config};
-use ringcast_core::{channel_starting_at, TryRecvError};
+use ringcast_core::{channel_with_step, TryRecvError};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -153,12 +153,13 @@ proptest! {
     #[test]
     fn typed_ring_matches_model(
         capacity in 1usize..=8,
+        step in 1usize..=9,
         start in start(),
         ops in proptest::collection::vec(op(0), 0..200),
     ) {
-        let (publisher, first) = channel_starting_at::<u64>(capacity, start);
+        let (publisher, first) = channel_with_step::<u64>(capacity, start, step);
         let handle = publisher.handle();
-        let model = Model::new(capacity, u64::MAX, start);
+        let model = Model::new(capacity, u64::MAX, start).with_step(step);
         prop_assert_eq!(publisher.capacity(), model.capacity);
         let ring = Typed { publisher: Some(publisher), handle };
         replay(ring, first, model, &ops, |value, _| value.to_le_bytes().to_vec(), 8)?;

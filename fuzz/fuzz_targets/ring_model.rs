@@ -24,7 +24,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ringcast_core::bytes::{self, Config};
-use ringcast_core::{channel_starting_at, TryRecvError};
+use ringcast_core::{channel_with_step, TryRecvError};
 
 /// Readers are capped so that one input cannot grow without bound.
 const MAX_READERS: usize = 64;
@@ -56,6 +56,8 @@ struct Input {
     bytes: bool,
     /// Requested capacity, 1 to 16 (rounded up to a power of two).
     capacity: u8,
+    /// Typed ring: messages reserved at a time, 1 to 16.
+    step: u8,
     /// Byte ring: `max_bytes` 1 to 256, `max_message_size` up to it.
     max_bytes: u8,
     max_message_size: u8,
@@ -223,9 +225,10 @@ fuzz_target!(|input: Input| {
             max_message_size,
         );
     } else {
-        let (publisher, first) = channel_starting_at::<u64>(capacity, start);
+        let step = usize::from(input.step % 16) + 1;
+        let (publisher, first) = channel_with_step::<u64>(capacity, start, step);
         let handle = publisher.handle();
-        let model = Model::new(capacity, u64::MAX, start);
+        let model = Model::new(capacity, u64::MAX, start).with_step(step);
         assert_eq!(publisher.capacity(), model.capacity);
         let ring = Typed {
             publisher: Some(publisher),

@@ -22,7 +22,9 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use loom::thread;
 use ringcast_core::bytes::{self, ByteSubscriber, Config};
-use ringcast_core::{channel, RecvError, SubscribeError, Subscriber, TryRecvError};
+use ringcast_core::{
+    channel, channel_with_step, RecvError, SubscribeError, Subscriber, TryRecvError,
+};
 
 /// The value published as message `seq`: two words, both `seq + 1`, so a
 /// read mixing two messages (or a never-written slot) shows.
@@ -218,6 +220,34 @@ fn lapping_detected_exactly() {
                 "{log:?}"
             ),
             _ => panic!("impossible outcome: {log:?}"),
+        }
+    });
+}
+
+/// (b2) Reservation running ahead: capacity 1 reserving two messages at a
+/// time (two slots). The third publish reserves messages 2 and 3, which
+/// expires 0 and 1 together while a reader may be copying either. Every
+/// value read is exact, no expiry is reported for a message that was
+/// delivered, and the counts add up.
+#[test]
+fn reservation_step_expires_exactly() {
+    loom::model(|| {
+        let (mut publisher, mut sub) = channel_with_step::<[u64; 2]>(1, 0, 2);
+        let writer = thread::spawn(move || {
+            for seq in 0..3 {
+                assert_eq!(publisher.publish(value(seq)), seq);
+            }
+        });
+        let mut log = Log::default();
+        typed_drain(&mut sub, &mut log);
+        writer.join().unwrap();
+        log.check_complete(0, 3);
+        // The newest message is held until the next reservation: always read.
+        assert_eq!(log.delivered().last(), Some(&2), "{log:?}");
+        for e in &log.events {
+            if let Event::Expired { resume, .. } = e {
+                assert_eq!(*resume, 2, "only the reservation at 2 expires: {log:?}");
+            }
         }
     });
 }

@@ -22,6 +22,11 @@ pub struct Model {
     /// Arena size in bytes; `u64::MAX` for the typed ring (bytes never bind).
     pub arena_bytes: u64,
     pub head: u64,
+    /// Typed ring: messages reserved at a time (1 for the byte ring).
+    pub step: u64,
+    /// Typed ring: writes to messages below this have begun; the ring holds
+    /// the messages from `reserve_seq - (capacity + step - 1)` on.
+    pub reserve_seq: u64,
     /// End of the bytes written so far.
     pub reserved: u64,
     pub closed: bool,
@@ -36,6 +41,8 @@ impl Model {
             capacity: capacity.max(1).next_power_of_two(),
             arena_bytes,
             head: start,
+            step: 1,
+            reserve_seq: start,
             reserved: 0,
             closed: false,
             held: VecDeque::new(),
@@ -43,12 +50,25 @@ impl Model {
         }
     }
 
+    /// The same model reserving `step` messages at a time, as the typed
+    /// ring does: it then holds between `capacity` and
+    /// `capacity + step - 1` messages.
+    pub fn with_step(mut self, step: usize) -> Self {
+        self.step = step.max(1) as u64;
+        self
+    }
+
     pub fn publish(&mut self, payload: Vec<u8>) -> u64 {
         let seq = self.head;
         let pos = self.reserved;
         self.reserved += round8(payload.len() as u64);
+        if seq >= self.reserve_seq {
+            self.reserve_seq = seq.saturating_add(self.step);
+        }
         self.held.push_back((seq, pos, payload));
-        if self.held.len() > self.capacity {
+        let slots = self.capacity as u64 + self.step - 1;
+        let oldest = self.reserve_seq.saturating_sub(slots);
+        while self.held.front().is_some_and(|m| m.0 < oldest) {
             self.held.pop_front();
         }
         self.head += 1;
