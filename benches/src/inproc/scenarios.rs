@@ -122,7 +122,7 @@ pub fn throughput<K: Kind, C: Contender<K>>(
             Some(rate) => {
                 let ns_per_msg = 1e9 / rate;
                 for seq in 0..count {
-                    if seq % 16 == 0 {
+                    if seq % 64 == 0 {
                         let due = Duration::from_nanos((seq as f64 * ns_per_msg) as u64);
                         while t0.elapsed() < due {
                             spin_loop();
