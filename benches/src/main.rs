@@ -20,6 +20,7 @@
 
 mod inproc;
 mod net;
+mod probe;
 mod report;
 
 use std::path::PathBuf;

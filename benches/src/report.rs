@@ -697,6 +697,10 @@ pub fn machine_info() -> Vec<(String, String)> {
         ),
         ("clock source".into(), clocksource.trim().to_string()),
         ("rustc".into(), env!("BENCH_RUSTC_VERSION").to_string()),
+        (
+            "cache-line round trip between two threads (at report time)".into(),
+            format!("{:.0} ns", crate::probe::core_round_trip_ns(200_000)),
+        ),
     ]
 }
 

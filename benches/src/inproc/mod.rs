@@ -24,12 +24,13 @@ pub mod contenders;
 pub mod kinds;
 pub mod scenarios;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use contenders::{BusCrate, Crossbeam, Disruptor, Pair, Ringcast, StdMpsc, TokioBroadcast};
 use kinds::{Bytes256, Struct64, U64};
 use scenarios::{Bench, Memory, Throughput, CAPACITY};
 
+use crate::probe;
 use crate::report::{
     fmt_bytes, fmt_ns, fmt_rate, fmt_ratio, CpuMeter, CpuUse, Plot, Report, Samples, Series, Table,
     XAxis,
@@ -310,6 +311,11 @@ pub fn run(opts: &Opts, report: &mut Report) {
             let count = params
                 .throughput_count
                 .unwrap_or(benches[rc].throughput_count());
+            // How often, just now, a thread that never blocks was kept off
+            // its core for longer than the ring holds at this rate.
+            let window = Duration::from_secs_f64(CAPACITY as f64 / rate);
+            progress!("probing scheduling stalls longer than {window:?}");
+            let stalls = probe::stalls(Duration::from_millis(500), window);
             let mut runs = Vec::new();
             for run in 0..params.runs {
                 progress!(
@@ -326,7 +332,12 @@ pub fn run(opts: &Opts, report: &mut Report) {
                     }
                 }
             }
-            Some((rate, runs))
+            Some(KeepUp {
+                rate,
+                count,
+                runs,
+                stalls,
+            })
         }
         _ => None,
     };
@@ -370,12 +381,24 @@ fn cell(r: &Results, s: Samples, fmt: impl Fn(f64) -> String) -> String {
     }
 }
 
+/// The keep-up runs: ringcast paced at the disruptor's goodput.
+struct KeepUp {
+    /// The pace, messages per second.
+    rate: f64,
+    /// Messages per run.
+    count: u64,
+    runs: Vec<Throughput>,
+    /// Scheduling stalls longer than the ring holds at `rate`, probed just
+    /// before the runs.
+    stalls: probe::Stalls,
+}
+
 fn write_sections(
     report: &mut Report,
     params: &Params,
     benches: &[Box<dyn Bench>],
     results: &[Results],
-    keep_up: Option<&(f64, Vec<Throughput>)>,
+    keep_up: Option<&KeepUp>,
     loads: &[(&str, CpuUse)],
 ) {
     let kinds = kinds_in(benches);
@@ -827,18 +850,38 @@ fn write_sections(
         let ratio = a.median() / d.median();
         let sat_loss = rc.tp_samples(1, |t| t.loss_pct()).median();
         let (keep_text, keep_ok) = match keep_up {
-            Some((rate, runs)) if !runs.is_empty() => {
-                let lost: u64 = runs.iter().map(|t| t.missed).sum();
-                let good = Samples(runs.iter().map(|t| t.goodput).collect());
-                let reached = Samples(runs.iter().map(|t| t.publish_rate).collect());
+            Some(k) if !k.runs.is_empty() => {
+                let lost: u64 = k.runs.iter().map(|t| t.missed).sum();
+                let good = Samples(k.runs.iter().map(|t| t.goodput).collect());
+                let reached = Samples(k.runs.iter().map(|t| t.publish_rate).collect());
+                let paced_secs: f64 = k.runs.iter().map(|t| k.count as f64 / t.publish_rate).sum();
+                let expected_stalls = k.stalls.per_second() * paced_secs;
+                let reach = if lost > 0 && expected_stalls >= 1.0 {
+                    format!(
+                        ". At this rate the ring's {CAPACITY} messages last {:.1} µs; in a \
+                         {:.1} s probe just before these runs, a thread spinning next to another \
+                         spinning thread was kept off its core for longer than that {:.0} times per second \
+                         (longest {:.0} µs), about {expected_stalls:.1} times in the {:.1} ms \
+                         these runs took. A reader away for longer than the ring holds must \
+                         lose messages, whatever the ring: zero loss at this rate is out of \
+                         reach on this machine",
+                        k.stalls.threshold.as_secs_f64() * 1e6,
+                        k.stalls.run.as_secs_f64(),
+                        k.stalls.per_second(),
+                        k.stalls.longest.as_secs_f64() * 1e6,
+                        paced_secs * 1e3,
+                    )
+                } else {
+                    String::new()
+                };
                 (
                     format!(
                         "; paced at the disruptor's goodput ({}; ringcast's publisher reached \
-                         {}): goodput {}, {lost} lost in {} runs",
-                        fmt_rate(*rate),
+                         {}): goodput {}, {lost} lost in {} runs{reach}",
+                        fmt_rate(k.rate),
                         fmt_rate(reached.median()),
                         fmt_rate(good.median()),
-                        runs.len()
+                        k.runs.len()
                     ),
                     Some(lost == 0),
                 )
