@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use ringcast_core::{RecvError, SubscribeError, TryRecvError};
 use tokio::sync::{mpsc, Notify};
@@ -247,7 +247,7 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
         Err(e) => return Err(super::close(&conn, e.code(), LinkError::Protocol(e))),
     };
     let encoder = Encoder::new(inner.limits);
-    let mut out = Vec::with_capacity(WRITE_BATCH + 4096);
+    let mut out = BytesMut::with_capacity(WRITE_BATCH + 4096);
     encoder
         .encode(&handshake.answer, &mut out)
         .map_err(|e| LinkError::Encode(e.to_string()))?;
@@ -298,8 +298,11 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
         loop {
             if !out.is_empty() {
                 session.lock().on_sent(subscriber.cursor());
-                send.write_all(&out).await?;
-                out.clear();
+                // Handed over, not copied: the stream keeps the chunk until
+                // it is acknowledged, and `out` starts a new one (reusing its
+                // allocation once the stream has let go of it).
+                send.write_chunk(out.split().freeze()).await?;
+                out.reserve(WRITE_BATCH + 4096);
             }
             tokio::select! {
                 biased;
@@ -352,7 +355,7 @@ fn encode_entry(
     encoder: &Encoder,
     seq: u64,
     entry: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut BytesMut,
 ) -> Result<(), LinkError> {
     let Some((topic, payload)) = split_entry(entry) else {
         tracing::error!(seq, "skipping a malformed ring entry");
@@ -369,7 +372,7 @@ fn encode_direct(
     encoder: &Encoder,
     topic: &str,
     payload: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut BytesMut,
 ) -> Result<(), LinkError> {
     encoder
         .direct_header(topic, payload.len(), out)
