@@ -167,7 +167,7 @@ impl FrameSpec {
             }
             FrameSpec::Message { seq, topic } => Frame::Message {
                 seq: seq.at(pos),
-                topic: "t".repeat(usize::from(topic % 4)),
+                topic: "t".repeat(usize::from(topic % 4)).into(),
                 payload: Bytes::from(seq.at(pos).to_be_bytes().to_vec()),
             },
             FrameSpec::Lapped { missed, resume } => {

@@ -114,7 +114,6 @@ async fn stream(
     let mut decoder = Decoder::new(inner.limits);
     let mut local = Local {
         outbox: inner.dispatch.outbox(false),
-        topic: None,
     };
     loop {
         let deadline = session.next_ack_deadline();
@@ -197,25 +196,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// What a connection's reader keeps between messages to hand them over
-/// cheaply.
+/// cheaply. (Consecutive messages on one topic already share its `Arc<str>`:
+/// the decoder hands out the same one.)
 struct Local {
     /// Batches for the node's subscriptions, refreshed when one is added.
     outbox: Outbox,
-    /// The last topic seen, shared by the messages that repeat it.
-    topic: Option<Arc<str>>,
-}
-
-impl Local {
-    fn topic(&mut self, topic: String) -> Arc<str> {
-        match &self.topic {
-            Some(last) if **last == *topic => Arc::clone(last),
-            _ => {
-                let topic: Arc<str> = topic.into();
-                self.topic = Some(Arc::clone(&topic));
-                topic
-            }
-        }
-    }
 }
 
 /// Turns a session event into a status report or a pending delivery.
@@ -260,7 +245,7 @@ fn take(
                 from: Arc::clone(peer),
                 epoch,
                 seq,
-                topic: local.topic(topic),
+                topic,
                 payload,
             }
         }
@@ -279,7 +264,7 @@ fn take(
         }
         Event::Direct { topic, payload } => NodeEvent::Direct {
             from: Arc::clone(peer),
-            topic: topic.into(),
+            topic,
             payload,
         },
     };

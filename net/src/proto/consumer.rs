@@ -1,5 +1,6 @@
 //! The consumer's side of one connection to a producer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,7 +37,7 @@ pub enum Event {
         /// Its sequence number (the cursor is now `seq + 1`).
         seq: u64,
         /// Topic.
-        topic: String,
+        topic: Arc<str>,
         /// Payload.
         payload: Bytes,
     },
@@ -52,7 +53,7 @@ pub enum Event {
     /// An unsequenced direct message; does not move the cursor.
     Direct {
         /// Topic.
-        topic: String,
+        topic: Arc<str>,
         /// Payload.
         payload: Bytes,
     },

@@ -1,5 +1,7 @@
 //! The frame decoder: bytes in any chunking in, frames out.
 
+use std::sync::Arc;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::{Cursor, ErrorCode, Field, Frame, FrameType, Limits, HEADER_LEN, PROTOCOL_VERSION};
@@ -125,7 +127,7 @@ pub fn decode_body(frame: FrameType, body: Bytes, limits: &Limits) -> Result<Fra
         },
         FrameType::Message => {
             let seq = r.u64("truncated sequence number")?;
-            let topic = r.short_str(Field::Topic, limits.max_topic_bytes)?;
+            let topic = r.short_str(Field::Topic, limits.max_topic_bytes)?.into();
             let payload = r.payload(limits)?;
             Frame::Message {
                 seq,
@@ -138,7 +140,7 @@ pub fn decode_body(frame: FrameType, body: Bytes, limits: &Limits) -> Result<Fra
             resume_seq: r.u64("truncated resume sequence number")?,
         },
         FrameType::Direct => {
-            let topic = r.short_str(Field::Topic, limits.max_topic_bytes)?;
+            let topic = r.short_str(Field::Topic, limits.max_topic_bytes)?.into();
             let payload = r.payload(limits)?;
             Frame::Direct { topic, payload }
         }
@@ -201,6 +203,9 @@ pub struct Decoder {
     buf: BytesMut,
     /// Type and body length of a validated header whose body is incomplete.
     pending: Option<(FrameType, u32)>,
+    /// The topic of the last `Message` frame, handed out again while the
+    /// topics repeat (no allocation, no UTF-8 check).
+    last_topic: Option<Arc<str>>,
     /// The first error, returned again by every later call.
     error: Option<DecodeError>,
 }
@@ -212,6 +217,7 @@ impl Decoder {
             limits,
             buf: BytesMut::new(),
             pending: None,
+            last_topic: None,
             error: None,
         }
     }
@@ -285,8 +291,50 @@ impl Decoder {
             return Ok(None);
         }
         self.pending = None;
+        if frame == FrameType::Message {
+            if let Some(message) = self.message(len) {
+                return Ok(Some(message));
+            }
+        }
         let body = self.buf.split_to(len).freeze();
         decode_body(frame, body, &self.limits).map(Some)
+    }
+
+    /// The fast path for a well-formed `Message` body of `len` bytes at the
+    /// start of `buf`: fields are read in place, the payload is split off
+    /// without an intermediate body, and a repeated topic reuses
+    /// `last_topic`. `None` (nothing consumed) for anything else, which
+    /// [`decode_body`] then decodes or rejects with the precise error.
+    fn message(&mut self, len: usize) -> Option<Frame> {
+        const SEQ: usize = 8;
+        let body = self.buf.get(..len)?;
+        let (seq, rest) = body.split_first_chunk::<SEQ>()?;
+        let (&topic_len, rest) = rest.split_first()?;
+        let topic_len = usize::from(topic_len);
+        if topic_len > usize::from(self.limits.max_topic_bytes) {
+            return None;
+        }
+        let topic = rest.get(..topic_len)?;
+        let payload_len = rest.len() - topic_len;
+        if payload_len > body_len(self.limits.max_message_bytes) {
+            return None;
+        }
+        let topic = match &self.last_topic {
+            Some(last) if last.as_bytes() == topic => Arc::clone(last),
+            _ => {
+                let topic: Arc<str> = std::str::from_utf8(topic).ok()?.into();
+                self.last_topic = Some(Arc::clone(&topic));
+                topic
+            }
+        };
+        let seq = u64::from_be_bytes(*seq);
+        self.buf.advance(SEQ + 1 + topic_len);
+        let payload = self.buf.split_to(payload_len).freeze();
+        Some(Frame::Message {
+            seq,
+            topic,
+            payload,
+        })
     }
 }
 
@@ -438,7 +486,7 @@ mod tests {
             },
             Frame::Message {
                 seq: 6,
-                topic: String::new(),
+                topic: "".into(),
                 payload: Bytes::new(),
             },
             Frame::Message {
@@ -455,7 +503,7 @@ mod tests {
                 payload: Bytes::from_static(b"\x00\x01\x02"),
             },
             Frame::Direct {
-                topic: String::new(),
+                topic: "".into(),
                 payload: Bytes::new(),
             },
             Frame::Ack { next_seq: 99 },
@@ -515,6 +563,65 @@ mod tests {
             assert_eq!(decoded, frame);
             assert_eq!(used, bytes.len());
             assert_eq!(decode_chunked(&bytes, []), vec![frame]);
+        }
+    }
+
+    #[test]
+    fn repeated_topics_share_one_allocation() {
+        let message = |seq, topic: &str| Frame::Message {
+            seq,
+            topic: topic.into(),
+            payload: Bytes::from_static(b"p"),
+        };
+        let frames = vec![
+            message(0, "a"),
+            message(1, "a"),
+            message(2, "b"),
+            message(3, "b"),
+        ];
+        let decoded = decode_chunked(&encode_all(&frames), [7, 1, 30]);
+        assert_eq!(decoded, frames);
+        let topic = |f: &Frame| match f {
+            Frame::Message { topic, .. } => Arc::clone(topic),
+            other => panic!("not a message: {other:?}"),
+        };
+        assert!(Arc::ptr_eq(&topic(&decoded[0]), &topic(&decoded[1])));
+        assert!(Arc::ptr_eq(&topic(&decoded[2]), &topic(&decoded[3])));
+        assert!(!Arc::ptr_eq(&topic(&decoded[1]), &topic(&decoded[2])));
+    }
+
+    #[test]
+    fn malformed_message_bodies_get_the_precise_error_from_the_decoder() {
+        // Too short for a sequence number, topic cut short, topic not UTF-8,
+        // topic over the limit: each rejected as the one-shot decoder does.
+        let cases: [(&[u8], DecodeError); 4] = [
+            (
+                &[0; 7],
+                malformed(FrameType::Message, "truncated sequence number"),
+            ),
+            (
+                &[0, 0, 0, 0, 0, 0, 0, 1, 3, b'a'],
+                malformed(FrameType::Message, "truncated topic"),
+            ),
+            (
+                &[0, 0, 0, 0, 0, 0, 0, 1, 1, 0xff],
+                malformed(FrameType::Message, "topic is not UTF-8"),
+            ),
+            (
+                &[&[0u8; 8][..], &[17], &[b'a'; 17]].concat(),
+                DecodeError::TooLong {
+                    field: Field::Topic,
+                    len: 17,
+                    max: 16,
+                },
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(decode_raw(5, body), Err(expected.clone()), "{body:?}");
+            assert_eq!(
+                decode_body(FrameType::Message, Bytes::copy_from_slice(body), &limits()),
+                Err(expected)
+            );
         }
     }
 
@@ -868,7 +975,7 @@ mod tests {
             (
                 Frame::Message {
                     seq: 0,
-                    topic: long_topic.clone(),
+                    topic: long_topic.clone().into(),
                     payload: Bytes::new(),
                 },
                 Field::Topic,
@@ -877,7 +984,7 @@ mod tests {
             ),
             (
                 Frame::Direct {
-                    topic: long_topic,
+                    topic: long_topic.into(),
                     payload: Bytes::new(),
                 },
                 Field::Topic,
@@ -887,7 +994,7 @@ mod tests {
             (
                 Frame::Message {
                     seq: 0,
-                    topic: String::new(),
+                    topic: "".into(),
                     payload: Bytes::from(vec![0; 65]),
                 },
                 Field::Payload,
@@ -896,7 +1003,7 @@ mod tests {
             ),
             (
                 Frame::Direct {
-                    topic: String::new(),
+                    topic: "".into(),
                     payload: Bytes::from(vec![0; 65]),
                 },
                 Field::Payload,

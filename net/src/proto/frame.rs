@@ -5,6 +5,7 @@
 //! integers are big-endian. Strings are UTF-8, prefixed by a `u8` length.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
 
@@ -221,8 +222,9 @@ pub enum Frame {
     Message {
         /// Sequence number within the producer's epoch.
         seq: u64,
-        /// Topic, UTF-8.
-        topic: String,
+        /// Topic, UTF-8. Shared: a decoder hands out the same allocation
+        /// for consecutive frames on the same topic.
+        topic: Arc<str>,
         /// Payload; decoded without a second copy (it shares the decoder's buffer).
         payload: Bytes,
     },
@@ -237,7 +239,7 @@ pub enum Frame {
     /// An unsequenced direct message to this node. `[u8 n][n bytes topic][payload to the end]`.
     Direct {
         /// Topic, UTF-8.
-        topic: String,
+        topic: Arc<str>,
         /// Payload.
         payload: Bytes,
     },

@@ -594,7 +594,7 @@ mod tests {
         for frame in [
             Frame::Message {
                 seq: 0,
-                topic: String::new(),
+                topic: "".into(),
                 payload: bytes::Bytes::new(),
             },
             Frame::Lapped {
