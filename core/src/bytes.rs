@@ -153,22 +153,17 @@ impl Shared {
     }
 }
 
-impl Source for Shared {
-    type Buf = Vec<u8>;
-    type Out = ();
-
-    fn state(&self) -> &RingState {
-        &self.state
-    }
-
+impl Shared {
+    /// Appends message `seq` to `buf`; on `None` (overwritten before or
+    /// while it was copied) `buf` is back to its old length.
     #[inline]
-    fn read(&self, seq: u64, buf: &mut Vec<u8>) -> Option<()> {
+    fn append(&self, seq: u64, buf: &mut Vec<u8>) -> Option<()> {
         let (pos, len) = self.locate(seq)?;
         debug_assert!(len <= self.max_message_size);
         // Whole words, 8 bytes at a time (a fixed-size copy each), then the
         // padding of the last word cut off.
+        let start = buf.len();
         let words = len.div_ceil(8);
-        buf.clear();
         buf.reserve(words * 8);
         let mut word = self.word_of(pos);
         for _ in 0..words {
@@ -180,11 +175,48 @@ impl Source for Shared {
                 word = 0;
             }
         }
-        buf.truncate(len);
+        buf.truncate(start + len);
         if self.bytes_lapped(pos) {
+            buf.truncate(start);
             return None;
         }
         Some(())
+    }
+}
+
+/// The byte ring seen by [`ByteSubscriber::try_recv_append`]: reads append.
+struct Appending<'a>(&'a Shared);
+
+impl Source for Appending<'_> {
+    type Buf = Vec<u8>;
+    type Out = ();
+
+    fn state(&self) -> &RingState {
+        &self.0.state
+    }
+
+    #[inline]
+    fn read(&self, seq: u64, buf: &mut Vec<u8>) -> Option<()> {
+        self.0.append(seq, buf)
+    }
+
+    fn resume_after(&self, seq: u64) -> u64 {
+        self.0.resume_after(seq)
+    }
+}
+
+impl Source for Shared {
+    type Buf = Vec<u8>;
+    type Out = ();
+
+    fn state(&self) -> &RingState {
+        &self.state
+    }
+
+    #[inline]
+    fn read(&self, seq: u64, buf: &mut Vec<u8>) -> Option<()> {
+        buf.clear();
+        self.append(seq, buf)
     }
 
     /// The first message after `seq` whose index slot and bytes are intact
@@ -516,6 +548,16 @@ impl ByteSubscriber {
     pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<u64, TryRecvError> {
         let seq = self.cursor;
         recv::try_recv(&*self.shared, &mut self.cursor, buf).map(|()| seq)
+    }
+
+    /// Like [`try_recv`](Self::try_recv), but appends the message to `buf`
+    /// instead of replacing its contents: for building a batch of messages
+    /// in one buffer without copying each twice. On an error `buf` is as it
+    /// was.
+    #[inline]
+    pub fn try_recv_append(&mut self, buf: &mut Vec<u8>) -> Result<u64, TryRecvError> {
+        let seq = self.cursor;
+        recv::try_recv(&Appending(&self.shared), &mut self.cursor, buf).map(|()| seq)
     }
 
     /// Waits for the next message: spins briefly, then parks the thread.

@@ -1184,3 +1184,38 @@ fn shared_byte_publisher_from_four_threads() {
     assert_eq!(end, TryRecvError::Closed);
     assert_eq!(got, all);
 }
+
+#[test]
+fn byte_try_recv_append_builds_one_buffer_and_leaves_it_alone_on_errors() {
+    let (mut publisher, mut sub) = bytes::channel(byte_config(4, 64, 16)).unwrap();
+    let mut buf = b"head:".to_vec();
+    assert_eq!(sub.try_recv_append(&mut buf), Err(TryRecvError::Empty));
+    assert_eq!(buf, b"head:");
+    publisher.publish(b"one").unwrap();
+    publisher.publish(b"two!").unwrap();
+    assert_eq!(sub.try_recv_append(&mut buf), Ok(0));
+    assert_eq!(sub.try_recv_append(&mut buf), Ok(1));
+    assert_eq!(buf, b"head:onetwo!");
+    // Lapped: four more messages of 16 bytes reuse the whole 64-byte arena.
+    let mut late = sub.clone();
+    for i in 0..4u8 {
+        publisher.publish([i; 16]).unwrap();
+    }
+    publisher.publish(b"last").unwrap();
+    let before = buf.clone();
+    match late.try_recv_append(&mut buf) {
+        Err(TryRecvError::Expired { missed, resume_seq }) => {
+            assert_eq!(resume_seq, 2 + missed);
+        }
+        other => panic!("expected expiry, got {other:?}"),
+    }
+    assert_eq!(buf, before, "an expiry appends nothing");
+    let mut rest = Vec::new();
+    while let Ok(seq) = late.try_recv_append(&mut rest) {
+        assert!(seq >= 3);
+    }
+    assert!(rest.ends_with(b"last"));
+    drop(publisher);
+    assert_eq!(late.try_recv_append(&mut buf), Err(TryRecvError::Closed));
+    assert_eq!(buf, before);
+}

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use ringcast_core::{RecvError, SubscribeError, TryRecvError};
 use tokio::sync::{mpsc, Notify};
 
 use super::{split_entry, FlushReport, Inner, LinkError, NodeError, NodeEvent};
-use crate::proto::{Decoder, Encoder, Frame, ProducerSession, RingView};
+use crate::proto::{Decoder, Encoder, Frame, ProducerSession, RingView, MESSAGE_PREFIX_LEN};
 
 /// Bytes gathered from the ring before one stream write.
 const WRITE_BATCH: usize = 256 << 10;
@@ -247,7 +247,7 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
         Err(e) => return Err(super::close(&conn, e.code(), LinkError::Protocol(e))),
     };
     let encoder = Encoder::new(inner.limits);
-    let mut out = BytesMut::with_capacity(WRITE_BATCH + 4096);
+    let mut out = Vec::with_capacity(WRITE_BATCH + 4096);
     encoder
         .encode(&handshake.answer, &mut out)
         .map_err(|e| LinkError::Encode(e.to_string()))?;
@@ -299,10 +299,9 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
             if !out.is_empty() {
                 session.lock().on_sent(subscriber.cursor());
                 // Handed over, not copied: the stream keeps the chunk until
-                // it is acknowledged, and `out` starts a new one (reusing its
-                // allocation once the stream has let go of it).
-                send.write_chunk(out.split().freeze()).await?;
-                out.reserve(WRITE_BATCH + 4096);
+                // it is acknowledged, and `out` starts a new one.
+                let batch = std::mem::replace(&mut out, Vec::with_capacity(WRITE_BATCH + 4096));
+                send.write_chunk(Bytes::from(batch)).await?;
             }
             tokio::select! {
                 biased;
@@ -323,16 +322,29 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
                     Err(RecvError::Closed) => return Ok(()),
                 },
             }
-            // Gather whatever else is ready into the same write.
+            // Gather whatever else is ready into the same write, each entry
+            // copied from the ring straight into place after its frame's
+            // header and sequence number.
             while out.len() < WRITE_BATCH {
-                match subscriber.try_recv(&mut entry) {
-                    Ok(seq) => encode_entry(&encoder, seq, &entry, &mut out)?,
+                let start = out.len();
+                out.resize(start + MESSAGE_PREFIX_LEN, 0);
+                match subscriber.try_recv_append(&mut out) {
+                    Ok(seq) => {
+                        if let Err(e) = encoder.message_around_entry(seq, &mut out[start..]) {
+                            tracing::error!(seq, error = %e, "skipping a ring entry");
+                            out.truncate(start);
+                        }
+                    }
                     Err(TryRecvError::Expired { missed, resume_seq }) => {
+                        out.truncate(start);
                         encoder
                             .encode(&Frame::Lapped { missed, resume_seq }, &mut out)
                             .map_err(|e| LinkError::Encode(e.to_string()))?;
                     }
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => {
+                        out.truncate(start);
+                        break;
+                    }
                 }
             }
         }
@@ -355,7 +367,7 @@ fn encode_entry(
     encoder: &Encoder,
     seq: u64,
     entry: &[u8],
-    out: &mut BytesMut,
+    out: &mut Vec<u8>,
 ) -> Result<(), LinkError> {
     let Some((topic, payload)) = split_entry(entry) else {
         tracing::error!(seq, "skipping a malformed ring entry");
@@ -372,7 +384,7 @@ fn encode_direct(
     encoder: &Encoder,
     topic: &str,
     payload: &[u8],
-    out: &mut BytesMut,
+    out: &mut Vec<u8>,
 ) -> Result<(), LinkError> {
     encoder
         .direct_header(topic, payload.len(), out)

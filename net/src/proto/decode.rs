@@ -433,7 +433,7 @@ impl Reader {
 mod tests {
     use super::*;
     use crate::proto::test_util::Rng;
-    use crate::proto::{EncodeError, Encoder, HELLO_MAX_BODY};
+    use crate::proto::{EncodeError, Encoder, HELLO_MAX_BODY, MESSAGE_PREFIX_LEN};
 
     fn limits() -> Limits {
         Limits {
@@ -623,6 +623,60 @@ mod tests {
                 Err(expected)
             );
         }
+    }
+
+    #[test]
+    fn message_around_a_ring_entry_is_the_message_frame() {
+        let encoder = Encoder::new(limits());
+        let entry = [&[3u8][..], b"abc", b"payload"].concat();
+        let mut frame = vec![0xEE; MESSAGE_PREFIX_LEN];
+        frame.extend_from_slice(&entry);
+        encoder.message_around_entry(7, &mut frame).unwrap();
+        let expected = Frame::Message {
+            seq: 7,
+            topic: "abc".into(),
+            payload: Bytes::from_static(b"payload"),
+        };
+        assert_eq!(frame, encode(&expected));
+        // Malformed entries and entries over the limits: an error, and the
+        // room before the entry is left as it was.
+        let too_long_topic = [&[17u8][..], &[b'a'; 17]].concat();
+        let too_long_payload = [&[0u8][..], &[0u8; 65]].concat();
+        let cases: [(&[u8], EncodeError); 5] = [
+            (&[], EncodeError::MalformedEntry("empty")),
+            (&[4, b'a'], EncodeError::MalformedEntry("topic cut short")),
+            (
+                &[1, 0xff],
+                EncodeError::MalformedEntry("topic is not UTF-8"),
+            ),
+            (
+                &too_long_topic,
+                EncodeError::TooLong {
+                    field: Field::Topic,
+                    len: 17,
+                    max: 16,
+                },
+            ),
+            (
+                &too_long_payload,
+                EncodeError::TooLong {
+                    field: Field::Payload,
+                    len: 65,
+                    max: 64,
+                },
+            ),
+        ];
+        for (entry, expected) in cases {
+            let mut frame = vec![0xEE; MESSAGE_PREFIX_LEN];
+            frame.extend_from_slice(entry);
+            let before = frame.clone();
+            assert_eq!(encoder.message_around_entry(1, &mut frame), Err(expected));
+            assert_eq!(frame, before);
+        }
+        assert_eq!(
+            encoder.message_around_entry(1, &mut [0; MESSAGE_PREFIX_LEN - 1]),
+            Err(EncodeError::MalformedEntry("shorter than the frame prefix"))
+        );
     }
 
     #[test]

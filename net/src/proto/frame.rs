@@ -300,7 +300,18 @@ pub enum EncodeError {
         /// The limit.
         max: usize,
     },
+    /// A ring entry handed to [`Encoder::message_around_entry`] is not
+    /// `[u8 n][n bytes of UTF-8 topic][payload]`.
+    #[error("malformed ring entry: {0}")]
+    MalformedEntry(&'static str),
 }
+
+/// Bytes before the ring entry in a `Message` frame: the header and the
+/// sequence number. The rest of the body, `[u8 n][n bytes topic][payload]`,
+/// is exactly how a node stores a message in its ring, so a sender can copy
+/// entries straight into its output after this much room
+/// ([`Encoder::message_around_entry`]).
+pub const MESSAGE_PREFIX_LEN: usize = HEADER_LEN + 8;
 
 /// Writes frames, refusing any that its [`Limits`] would refuse on receipt.
 ///
@@ -411,6 +422,37 @@ impl Encoder {
         );
         out.put_u64(seq);
         put_short_str(out, topic);
+        Ok(())
+    }
+
+    /// Completes a `Message` frame for message `seq` in `frame`:
+    /// [`MESSAGE_PREFIX_LEN`] bytes of room, then a ring entry
+    /// `[u8 n][n bytes topic][payload]`. Fills the room with the header and
+    /// `seq` after checking the entry as [`message_header`] checks its
+    /// arguments; on error `frame` is unchanged.
+    ///
+    /// [`message_header`]: Self::message_header
+    pub fn message_around_entry(&self, seq: u64, frame: &mut [u8]) -> Result<(), EncodeError> {
+        let Some((prefix, entry)) = frame.split_first_chunk_mut::<MESSAGE_PREFIX_LEN>() else {
+            return Err(EncodeError::MalformedEntry("shorter than the frame prefix"));
+        };
+        let Some((&topic_len, rest)) = entry.split_first() else {
+            return Err(EncodeError::MalformedEntry("empty"));
+        };
+        let Some(topic) = rest.get(..usize::from(topic_len)) else {
+            return Err(EncodeError::MalformedEntry("topic cut short"));
+        };
+        let topic = std::str::from_utf8(topic)
+            .map_err(|_| EncodeError::MalformedEntry("topic is not UTF-8"))?;
+        let payload_len = rest.len() - topic.len();
+        self.check_message(MESSAGE_FIXED, topic, payload_len)?;
+        let mut header = &mut prefix[..];
+        put_header(
+            &mut header,
+            FrameType::Message,
+            MESSAGE_FIXED + topic.len() as u64 + payload_len as u64,
+        );
+        header.put_u64(seq);
         Ok(())
     }
 
