@@ -299,8 +299,11 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
             if !out.is_empty() {
                 session.lock().on_sent(subscriber.cursor());
                 // Handed over, not copied: the stream keeps the chunk until
-                // it is acknowledged, and `out` starts a new one.
-                let batch = std::mem::replace(&mut out, Vec::with_capacity(WRITE_BATCH + 4096));
+                // it is acknowledged, and `out` starts a new one, sized after
+                // this one (a sender writing one message at a time must not
+                // allocate a full batch per message).
+                let next = (out.len() * 2).clamp(4096, WRITE_BATCH + 4096);
+                let batch = std::mem::replace(&mut out, Vec::with_capacity(next));
                 send.write_chunk(Bytes::from(batch)).await?;
             }
             tokio::select! {
