@@ -163,13 +163,11 @@ impl Shared {
         // Whole words, 8 bytes at a time (a fixed-size copy each), then the
         // padding of the last word cut off.
         let start = buf.len();
-        let words = len.div_ceil(8);
-        buf.reserve(words * 8);
+        buf.resize(start + len.div_ceil(8) * 8, 0);
         let mut word = self.word_of(pos);
-        for _ in 0..words {
+        for dst in buf[start..].chunks_exact_mut(8) {
             // Relaxed: validated by `bytes_lapped` below.
-            let bytes = self.arena[word].load(Ordering::Relaxed).to_ne_bytes();
-            buf.extend_from_slice(&bytes);
+            dst.copy_from_slice(&self.arena[word].load(Ordering::Relaxed).to_ne_bytes());
             word += 1;
             if word == self.arena_words {
                 word = 0;
