@@ -105,8 +105,9 @@ impl<T: NoUninit> Shared<T> {
 
     /// The oldest message still held. Stale the moment it returns.
     fn oldest_held(&self) -> u64 {
-        // Acquire: pairs with nothing in particular; an observation.
-        self.oldest_given(self.reserved.load(Ordering::Acquire))
+        // Relaxed: an observation for callers; every read validates its
+        // copy against a fresh load of its own.
+        self.oldest_given(self.reserved.load(Ordering::Relaxed))
     }
 
     /// Copies the words of `slot` into a `T`, unvalidated.
