@@ -1,5 +1,6 @@
 //! Loom models of ringcast-core: small rings (capacity 1 or 2, one to three
-//! publishes) whose every interleaving loom explores. They check that
+//! publishes; the typed ring reserving one slot at a time, and in one model
+//! two) whose every interleaving loom explores. They check that
 //! nothing is lost, not only that nothing panics: every value read is the
 //! one published under that sequence number (never torn), and
 //! `delivered + missed == published` for each subscriber.
@@ -167,7 +168,7 @@ fn byte_step(sub: &mut ByteSubscriber, buf: &mut Vec<u8>, lens: &[usize], log: &
 /// never returns a torn or wrong value: each read is the value published
 /// under its sequence number, or an expiry.
 #[test]
-fn seqlock_read_racing_write_never_tears() {
+fn read_racing_write_never_tears() {
     loom::model(|| {
         let (mut publisher, mut sub) = channel::<[u64; 2]>(1);
         publisher.publish(value(0));
