@@ -24,7 +24,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use loom::thread;
 use ringcast_core::bytes::{self, ByteSubscriber, Config};
 use ringcast_core::{
-    channel, channel_with_step, RecvError, SubscribeError, Subscriber, TryRecvError,
+    channel, channel_with_step, Publisher, RecvError, SubscribeError, Subscriber, TryRecvError,
 };
 
 /// The value published as message `seq`: two words, both `seq + 1`, so a
@@ -164,6 +164,23 @@ fn byte_step(sub: &mut ByteSubscriber, buf: &mut Vec<u8>, lens: &[usize], log: &
     log.record(from, sub.cursor(), outcome)
 }
 
+/// A writer thread publishes messages 0, 1 and 2, then closes the ring,
+/// while `sub` drains it. Returns the reader's log, checked: every message
+/// delivered or missed, and the newest (never overwritten) delivered.
+fn race_three_publishes(mut publisher: Publisher<[u64; 2]>, mut sub: Subscriber<[u64; 2]>) -> Log {
+    let writer = thread::spawn(move || {
+        for seq in 0..3 {
+            assert_eq!(publisher.publish(value(seq)), seq);
+        }
+    });
+    let mut log = Log::default();
+    typed_drain(&mut sub, &mut log);
+    writer.join().unwrap();
+    log.check_complete(0, 3);
+    assert_eq!(log.delivered().last(), Some(&2), "{log:?}");
+    log
+}
+
 /// (a) A reader racing the writer on the one slot of a capacity-1 ring
 /// never returns a torn or wrong value: each read is the value published
 /// under its sequence number, or an expiry.
@@ -233,18 +250,8 @@ fn lapping_detected_exactly() {
 #[test]
 fn reservation_step_expires_exactly() {
     loom::model(|| {
-        let (mut publisher, mut sub) = channel_with_step::<[u64; 2]>(1, 0, 2);
-        let writer = thread::spawn(move || {
-            for seq in 0..3 {
-                assert_eq!(publisher.publish(value(seq)), seq);
-            }
-        });
-        let mut log = Log::default();
-        typed_drain(&mut sub, &mut log);
-        writer.join().unwrap();
-        log.check_complete(0, 3);
-        // The newest message is held until the next reservation: always read.
-        assert_eq!(log.delivered().last(), Some(&2), "{log:?}");
+        let (publisher, sub) = channel_with_step::<[u64; 2]>(1, 0, 2);
+        let log = race_three_publishes(publisher, sub);
         for e in &log.events {
             if let Event::Expired { resume, .. } = e {
                 assert_eq!(*resume, 2, "only the reservation at 2 expires: {log:?}");
@@ -296,17 +303,8 @@ fn subscribe_during_publish() {
 #[test]
 fn nothing_lost_typed() {
     loom::model(|| {
-        let (mut publisher, mut sub) = channel::<[u64; 2]>(2);
-        let writer = thread::spawn(move || {
-            for seq in 0..3 {
-                assert_eq!(publisher.publish(value(seq)), seq);
-            }
-        });
-        let mut log = Log::default();
-        typed_drain(&mut sub, &mut log);
-        writer.join().unwrap();
-        log.check_complete(0, 3);
-        assert_eq!(log.delivered().last(), Some(&2), "{log:?}");
+        let (publisher, sub) = channel::<[u64; 2]>(2);
+        race_three_publishes(publisher, sub);
     });
 }
 
