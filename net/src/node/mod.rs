@@ -534,19 +534,6 @@ fn topic_header(topic: &str) -> Result<[u8; 1], NodeError> {
     }
 }
 
-/// Splits a ring entry `[u8 topic length][topic][payload]`. Entries are
-/// written only by [`Node::publish`], so a malformed one is a bug; it is
-/// reported as `None` and skipped rather than trusted.
-pub(crate) fn split_entry(entry: &[u8]) -> Option<(&str, &[u8])> {
-    let (&len, rest) = entry.split_first()?;
-    let len = usize::from(len);
-    if rest.len() < len {
-        return None;
-    }
-    let (topic, payload) = rest.split_at(len);
-    Some((std::str::from_utf8(topic).ok()?, payload))
-}
-
 /// Why a link to a peer ended (internal; reported as text).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LinkError {

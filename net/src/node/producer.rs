@@ -10,8 +10,10 @@ use parking_lot::Mutex;
 use ringcast_core::{RecvError, SubscribeError, TryRecvError};
 use tokio::sync::{mpsc, Notify};
 
-use super::{split_entry, FlushReport, Inner, LinkError, NodeError, NodeEvent};
-use crate::proto::{Decoder, Encoder, Frame, ProducerSession, RingView, MESSAGE_PREFIX_LEN};
+use super::{FlushReport, Inner, LinkError, NodeError, NodeEvent};
+use crate::proto::{
+    split_entry, Decoder, Encoder, Frame, ProducerSession, RingView, MESSAGE_PREFIX_LEN,
+};
 
 /// Bytes gathered from the ring before one stream write.
 const WRITE_BATCH: usize = 256 << 10;
@@ -316,7 +318,7 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
                     }
                 }
                 r = subscriber.recv_async(&mut entry) => match r {
-                    Ok(seq) => encode_entry(&encoder, seq, &entry, &mut out)?,
+                    Ok(seq) => encode_entry(&encoder, seq, &entry, &mut out),
                     Err(RecvError::Expired { missed, resume_seq }) => {
                         encoder
                             .encode(&Frame::Lapped { missed, resume_seq }, &mut out)
@@ -332,12 +334,7 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
                 let start = out.len();
                 out.resize(start + MESSAGE_PREFIX_LEN, 0);
                 match subscriber.try_recv_append(&mut out) {
-                    Ok(seq) => {
-                        if let Err(e) = encoder.message_around_entry(seq, &mut out[start..]) {
-                            tracing::error!(seq, error = %e, "skipping a ring entry");
-                            out.truncate(start);
-                        }
-                    }
+                    Ok(seq) => frame_entry(&encoder, seq, &mut out, start),
                     Err(TryRecvError::Expired { missed, resume_seq }) => {
                         out.truncate(start);
                         encoder
@@ -366,21 +363,21 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
 }
 
 /// Encodes the ring entry `entry` (message `seq`) as a `Message` frame.
-fn encode_entry(
-    encoder: &Encoder,
-    seq: u64,
-    entry: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), LinkError> {
-    let Some((topic, payload)) = split_entry(entry) else {
-        tracing::error!(seq, "skipping a malformed ring entry");
-        return Ok(());
-    };
-    encoder
-        .message_header(seq, topic, payload.len(), out)
-        .map_err(|e| LinkError::Encode(e.to_string()))?;
-    out.extend_from_slice(payload);
-    Ok(())
+fn encode_entry(encoder: &Encoder, seq: u64, entry: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + MESSAGE_PREFIX_LEN, 0);
+    out.extend_from_slice(entry);
+    frame_entry(encoder, seq, out, start);
+}
+
+/// Completes the `Message` frame of message `seq` whose ring entry follows
+/// [`MESSAGE_PREFIX_LEN`] bytes of room at `out[start..]`; a malformed entry
+/// (a bug: only `Node::publish` writes entries) is logged and dropped.
+fn frame_entry(encoder: &Encoder, seq: u64, out: &mut Vec<u8>, start: usize) {
+    if let Err(e) = encoder.message_around_entry(seq, &mut out[start..]) {
+        tracing::error!(seq, error = %e, "skipping a malformed ring entry");
+        out.truncate(start);
+    }
 }
 
 fn encode_direct(
@@ -502,7 +499,7 @@ pub(crate) async fn local_pump(inner: Arc<Inner>) {
         while let Some(result) = next.take() {
             match result {
                 Ok(seq) => {
-                    if let Some((topic, payload)) = split_entry(&entry) {
+                    if let Ok((topic, payload)) = split_entry(&entry) {
                         if outbox.wants(topic) {
                             outbox.push(NodeEvent::Message {
                                 from: Arc::clone(&inner.name),

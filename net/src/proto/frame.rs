@@ -306,6 +306,22 @@ pub enum EncodeError {
     MalformedEntry(&'static str),
 }
 
+/// Splits a ring entry `[u8 n][n bytes of UTF-8 topic][payload]` (how a
+/// node stores a message in its ring) into topic and payload, or says what
+/// is wrong with it.
+pub fn split_entry(entry: &[u8]) -> Result<(&str, &[u8]), EncodeError> {
+    let Some((&topic_len, rest)) = entry.split_first() else {
+        return Err(EncodeError::MalformedEntry("empty"));
+    };
+    if rest.len() < usize::from(topic_len) {
+        return Err(EncodeError::MalformedEntry("topic cut short"));
+    }
+    let (topic, payload) = rest.split_at(usize::from(topic_len));
+    let topic = std::str::from_utf8(topic)
+        .map_err(|_| EncodeError::MalformedEntry("topic is not UTF-8"))?;
+    Ok((topic, payload))
+}
+
 /// Bytes before the ring entry in a `Message` frame: the header and the
 /// sequence number. The rest of the body, `[u8 n][n bytes topic][payload]`,
 /// is exactly how a node stores a message in its ring, so a sender can copy
@@ -436,15 +452,8 @@ impl Encoder {
         let Some((prefix, entry)) = frame.split_first_chunk_mut::<MESSAGE_PREFIX_LEN>() else {
             return Err(EncodeError::MalformedEntry("shorter than the frame prefix"));
         };
-        let Some((&topic_len, rest)) = entry.split_first() else {
-            return Err(EncodeError::MalformedEntry("empty"));
-        };
-        let Some(topic) = rest.get(..usize::from(topic_len)) else {
-            return Err(EncodeError::MalformedEntry("topic cut short"));
-        };
-        let topic = std::str::from_utf8(topic)
-            .map_err(|_| EncodeError::MalformedEntry("topic is not UTF-8"))?;
-        let payload_len = rest.len() - topic.len();
+        let (topic, payload) = split_entry(entry)?;
+        let payload_len = payload.len();
         self.check_message(MESSAGE_FIXED, topic, payload_len)?;
         let mut header = &mut prefix[..];
         put_header(

@@ -65,7 +65,7 @@ pub use consumer::{AckPolicy, ConsumerSession, Event, Events, Outcome};
 pub use decode::{decode_body, decode_frame, decode_header, DecodeError, Decoder};
 pub use error::{ErrorCode, ProtocolError};
 pub use frame::{
-    EncodeError, Encoder, Field, Frame, FrameType, Limits, HEADER_LEN, HELLO_MAX_BODY,
+    split_entry, EncodeError, Encoder, Field, Frame, FrameType, Limits, HEADER_LEN, HELLO_MAX_BODY,
     MESSAGE_PREFIX_LEN,
 };
 pub use producer::{Handshake, ProducerSession, RingView};
