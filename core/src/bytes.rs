@@ -151,9 +151,7 @@ impl Shared {
         // Relaxed: ordered by the fence above.
         self.reserved.load(Ordering::Relaxed) > pos + self.arena_bytes
     }
-}
 
-impl Shared {
     /// Appends message `seq` to `buf`; on `None` (overwritten before or
     /// while it was copied) `buf` is back to its old length.
     #[inline]
