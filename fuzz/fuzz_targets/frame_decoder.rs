@@ -9,7 +9,8 @@
 //!
 //! The stream is decoded twice: by repeated one-shot [`decode_frame`] calls
 //! over the whole input, and by an incremental [`Decoder`] fed in chunks
-//! whose sizes cycle through the pattern (1 to 255 bytes). What must hold:
+//! whose sizes cycle through the pattern (1 to 255 bytes; odd-sized chunks
+//! are pushed as `Bytes`, the others as slices). What must hold:
 //!
 //! 1. **Never panics.**
 //! 2. **Both paths agree**: the same frames, then the same error (or the
@@ -32,6 +33,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use ringcast_net::proto::{
     decode_frame, DecodeError, Decoder, Encoder, ErrorCode, FrameType, Limits, HEADER_LEN,
@@ -198,7 +200,14 @@ fuzz_target!(|data: &[u8]| {
         chunk += 1;
         let (piece, more) = input.split_at(n);
         input = more;
-        measured(|| decoder.push(piece));
+        // Odd-sized chunks go in as `Bytes` (sliced, not copied), the
+        // others as slices: both ways in, mixed.
+        if n % 2 == 1 {
+            let piece = Bytes::copy_from_slice(piece);
+            measured(|| decoder.push_bytes(piece));
+        } else {
+            measured(|| decoder.push(piece));
+        }
         loop {
             match measured(|| decoder.next_frame()) {
                 Ok(Some(frame)) => incremental.push(frame),

@@ -5,11 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::dispatch::Outbox;
 use super::{ConnectOutcome, Inner, LinkError, NodeEvent, PeerStatus};
 use crate::proto::{
     AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, ErrorCode, Event, Outcome,
 };
+
+/// Chunks taken from the stream per read, at most (a chunk is about one
+/// packet's worth of frames).
+const READ_CHUNKS: usize = 32;
 
 /// Capped exponential backoff with ±50% jitter.
 #[derive(Debug)]
@@ -112,14 +118,17 @@ async fn stream(
         .map_err(|e| LinkError::Encode(e.to_string()))?;
     send.write_all(&out).await?;
     let mut decoder = Decoder::new(inner.limits);
+    let mut chunks = vec![Bytes::new(); READ_CHUNKS];
     let mut local = Local {
         outbox: inner.dispatch.outbox(false),
     };
     loop {
         let deadline = session.next_ack_deadline();
-        tokio::select! {
-            chunk = recv.read_chunk(1 << 20, true) => match chunk? {
-                Some(chunk) => decoder.push(&chunk.bytes),
+        // Every chunk that is ready, not just one: a chunk is about one
+        // packet, and the events of one read are handed over together.
+        let read = tokio::select! {
+            read = recv.read_chunks(&mut chunks) => match read? {
+                Some(n) => n,
                 // The producer finished its stream; inside a frame, that is
                 // a malformed frame.
                 None => {
@@ -128,15 +137,24 @@ async fn stream(
                         .map_err(|e| super::close(&conn, e.code(), LinkError::Decode(e)))
                 }
             },
-            _ = sleep_until(deadline), if deadline.is_some() => {}
-        }
+            _ = sleep_until(deadline), if deadline.is_some() => 0,
+        };
+        let mut ready = chunks[..read].iter_mut();
         local.outbox.refresh(&inner.dispatch).await;
-        // One clock read per chunk: its frames all arrived together.
+        // One clock read per read: its frames all arrived together.
         let now = Instant::now();
         let result = loop {
             let frame = match decoder.next_frame() {
                 Ok(Some(frame)) => frame,
-                Ok(None) => break Ok(()),
+                // Each chunk once the frames before it are out, so that
+                // frames are sliced from it rather than copied.
+                Ok(None) => match ready.next() {
+                    Some(chunk) => {
+                        decoder.push_bytes(std::mem::take(chunk));
+                        continue;
+                    }
+                    None => break Ok(()),
+                },
                 Err(e) => break Err((e.code(), LinkError::Decode(e))),
             };
             let events = match session.handle(now, frame) {

@@ -213,7 +213,7 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
                 Err(e) => return Err(super::close(&conn, e.code(), LinkError::Decode(e))),
             }
             match recv.read_chunk(64 << 10, true).await? {
-                Some(chunk) => decoder.push(&chunk.bytes),
+                Some(chunk) => decoder.push_bytes(chunk.bytes),
                 // The stream ended: inside a frame that is a malformed
                 // frame, before any frame a consumer breaking the protocol.
                 None => {
@@ -428,7 +428,7 @@ async fn read_acks(
             }
         }
         match recv.read_chunk(64 << 10, true).await {
-            Ok(Some(chunk)) => decoder.push(&chunk.bytes),
+            Ok(Some(chunk)) => decoder.push_bytes(chunk.bytes),
             Ok(None) => {
                 // No more acks; ending inside a frame is a malformed frame.
                 if let Err(e) = decoder.finish() {

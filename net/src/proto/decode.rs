@@ -1,5 +1,6 @@
 //! The frame decoder: bytes in any chunking in, frames out.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -158,15 +159,10 @@ pub fn decode_body(frame: FrameType, body: Bytes, limits: &Limits) -> Result<Fra
 /// `Ok(Some((frame, consumed)))` otherwise. The payload is copied out of
 /// `input`; the [`Decoder`] avoids that copy. Meant for tests and fuzzing.
 pub fn decode_frame(input: &[u8], limits: &Limits) -> Result<Option<(Frame, usize)>, DecodeError> {
-    let Some(&ty) = input.first() else {
+    // An unknown type is rejected before the rest of the header is there.
+    let Some((frame, len)) = frame_header(input, limits)? else {
         return Ok(None);
     };
-    // Reject an unknown type before waiting for the rest of the header.
-    FrameType::from_u8(ty).ok_or(DecodeError::UnknownFrameType(ty))?;
-    let Some(header) = input.first_chunk::<HEADER_LEN>() else {
-        return Ok(None);
-    };
-    let (frame, len) = decode_header(header, limits)?;
     let end = HEADER_LEN + body_len(len);
     let Some(body) = input.get(HEADER_LEN..end) else {
         return Ok(None);
@@ -189,20 +185,24 @@ pub fn decode_frame(input: &[u8], limits: &Limits) -> Result<Option<(Frame, usiz
 /// - **Bounded memory.** The [`Decoder`] holds only the bytes pushed and not
 ///   yet returned as frames; once [`Decoder::next_frame`] has returned
 ///   `Ok(None)`, that is less than one frame of the largest allowed size.
-/// - **One copy.** Pushed bytes are copied once into the decoder's buffer; a
-///   message's payload is then a [`Bytes`] slice of that buffer, not another
-///   copy. (Holding on to a payload keeps its part of the buffer alive.)
+/// - **At most one copy.** Bytes pushed as [`Bytes`]
+///   ([`push_bytes`](Self::push_bytes)) are not copied at all: a message's
+///   payload is a slice of the chunk it arrived in. Only a frame that spans
+///   two chunks is copied, into a buffer of its own; bytes pushed as a slice
+///   are copied once. (Holding on to a payload keeps the buffer it is a
+///   slice of alive.)
 /// - **Errors are final.** After an error the stream cannot be resynchronised;
 ///   the decoder keeps returning that error and the connection must be closed
 ///   with [`DecodeError::code`].
 #[derive(Debug)]
 pub struct Decoder {
     limits: Limits,
-    /// Bytes received and not yet returned as frames. If `pending` is set,
-    /// the header was consumed and `buf` starts with that frame's body.
-    buf: BytesMut,
-    /// Type and body length of a validated header whose body is incomplete.
-    pending: Option<(FrameType, u32)>,
+    /// Bytes received and not yet returned as frames are `stitch`, then
+    /// `chunk`. `stitch` holds the start of a frame that spans chunks (and
+    /// bytes pushed as slices); `chunk` is the rest of the last chunk pushed
+    /// as [`Bytes`], which whole frames are sliced from.
+    stitch: BytesMut,
+    chunk: Bytes,
     /// The topic of the last `Message` frame, handed out again while the
     /// topics repeat (no allocation, no UTF-8 check).
     last_topic: Option<Arc<str>>,
@@ -215,8 +215,8 @@ impl Decoder {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            buf: BytesMut::new(),
-            pending: None,
+            stitch: BytesMut::new(),
+            chunk: Bytes::new(),
             last_topic: None,
             error: None,
         }
@@ -227,11 +227,32 @@ impl Decoder {
         &self.limits
     }
 
-    /// Appends received bytes. Call [`next_frame`](Self::next_frame) until it
-    /// returns `Ok(None)` before pushing more, to keep the buffer bounded.
+    /// Appends received bytes (copied). Call [`next_frame`](Self::next_frame)
+    /// until it returns `Ok(None)` before pushing more, to keep the buffer
+    /// bounded.
     pub fn push(&mut self, data: &[u8]) {
         if self.error.is_none() {
-            self.buf.extend_from_slice(data);
+            self.stitch_chunk();
+            self.stitch.extend_from_slice(data);
+        }
+    }
+
+    /// Appends received bytes without copying them: frames that lie whole in
+    /// `data` are sliced from it. As with [`push`](Self::push), pull every
+    /// frame before pushing more.
+    pub fn push_bytes(&mut self, data: Bytes) {
+        if self.error.is_none() {
+            self.stitch_chunk();
+            self.chunk = data;
+        }
+    }
+
+    /// Moves what is left of `chunk` behind `stitch`, so that new bytes can
+    /// follow it (only if frames were not pulled before the next push).
+    fn stitch_chunk(&mut self) {
+        if !self.chunk.is_empty() {
+            self.stitch.extend_from_slice(&self.chunk);
+            self.chunk = Bytes::new();
         }
     }
 
@@ -245,15 +266,15 @@ impl Decoder {
         let result = self.step();
         if let Err(error) = &result {
             self.error = Some(error.clone());
-            self.buf = BytesMut::new();
-            self.pending = None;
+            self.stitch = BytesMut::new();
+            self.chunk = Bytes::new();
         }
         result
     }
 
     /// Bytes held: the unfinished frame, and any frames not yet pulled.
     pub fn buffered(&self) -> usize {
-        self.buf.len() + self.pending.map_or(0, |_| HEADER_LEN)
+        self.stitch.len() + self.chunk.len()
     }
 
     /// To call when the stream ends: an error if it ended inside a frame.
@@ -268,73 +289,127 @@ impl Decoder {
     }
 
     fn step(&mut self) -> Result<Option<Frame>, DecodeError> {
-        let (frame, len) = match self.pending {
-            Some(pending) => pending,
-            None => {
-                let Some(&ty) = self.buf.first() else {
-                    return Ok(None);
-                };
-                FrameType::from_u8(ty).ok_or(DecodeError::UnknownFrameType(ty))?;
-                let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {
-                    return Ok(None);
-                };
-                let header = decode_header(header, &self.limits)?;
-                self.buf.advance(HEADER_LEN);
-                self.pending = Some(header);
-                header
-            }
+        if !self.stitch.is_empty() {
+            return self.stitched();
+        }
+        let Some(header) = frame_header(&self.chunk, &self.limits)? else {
+            self.stitch_chunk();
+            return Ok(None);
         };
-        let len = body_len(len);
-        if self.buf.len() < len {
+        let (frame, len) = header;
+        let end = HEADER_LEN + body_len(len);
+        if self.chunk.len() < end {
             // `len` was checked against the limits: reserving it is bounded.
-            self.buf.reserve(len - self.buf.len());
+            self.stitch.reserve(end);
+            self.stitch_chunk();
             return Ok(None);
         }
-        self.pending = None;
-        if frame == FrameType::Message {
-            if let Some(message) = self.message(len) {
-                return Ok(Some(message));
-            }
-        }
-        let body = self.buf.split_to(len).freeze();
-        decode_body(frame, body, &self.limits).map(Some)
+        let decoded = decode_in(
+            frame,
+            &self.chunk,
+            HEADER_LEN..end,
+            &self.limits,
+            &mut self.last_topic,
+        );
+        self.chunk.advance(end);
+        decoded.map(Some)
     }
 
-    /// The fast path for a well-formed `Message` body of `len` bytes at the
-    /// start of `buf`: fields are read in place, the payload is split off
-    /// without an intermediate body, and a repeated topic reuses
-    /// `last_topic`. `None` (nothing consumed) for anything else, which
-    /// [`decode_body`] then decodes or rejects with the precise error.
-    fn message(&mut self, len: usize) -> Option<Frame> {
-        const SEQ: usize = 8;
-        let body = self.buf.get(..len)?;
-        let (seq, rest) = body.split_first_chunk::<SEQ>()?;
-        let (&topic_len, rest) = rest.split_first()?;
-        let topic_len = usize::from(topic_len);
-        if topic_len > usize::from(self.limits.max_topic_bytes) {
-            return None;
-        }
-        let topic = rest.get(..topic_len)?;
-        let payload_len = rest.len() - topic_len;
-        if payload_len > body_len(self.limits.max_message_bytes) {
-            return None;
-        }
-        let topic = match &self.last_topic {
-            Some(last) if last.as_bytes() == topic => Arc::clone(last),
-            _ => {
-                let topic: Arc<str> = std::str::from_utf8(topic).ok()?.into();
-                self.last_topic = Some(Arc::clone(&topic));
-                topic
+    /// Completes the frame that starts in `stitch` with bytes from `chunk`:
+    /// first its header, then (once the header is valid) its body.
+    fn stitched(&mut self) -> Result<Option<Frame>, DecodeError> {
+        let mut want = HEADER_LEN;
+        loop {
+            let take = want.saturating_sub(self.stitch.len()).min(self.chunk.len());
+            self.stitch.extend_from_slice(&self.chunk[..take]);
+            self.chunk.advance(take);
+            match frame_header(&self.stitch, &self.limits)? {
+                Some((frame, len)) => {
+                    let end = HEADER_LEN + body_len(len);
+                    if want < end {
+                        want = end;
+                        continue;
+                    }
+                    if self.stitch.len() < end {
+                        // `len` was checked against the limits: bounded.
+                        self.stitch.reserve(end - self.stitch.len());
+                        return Ok(None);
+                    }
+                    let bytes = self.stitch.split_to(end).freeze();
+                    let limits = &self.limits;
+                    return decode_in(frame, &bytes, HEADER_LEN..end, limits, &mut self.last_topic)
+                        .map(Some);
+                }
+                None => return Ok(None),
             }
-        };
-        let seq = u64::from_be_bytes(*seq);
-        self.buf.advance(SEQ + 1 + topic_len);
-        let payload = self.buf.split_to(payload_len).freeze();
-        Some(Frame::Message {
-            seq,
-            topic,
-            payload,
-        })
+        }
+    }
+}
+
+/// Decodes the frame of type `frame` (header validated) whose body is
+/// `source[body]`; payloads are slices of `source`. A well-formed `Message`
+/// is read in place, and a topic equal to the last one is `last_topic`
+/// again (no allocation, no UTF-8 check); anything else goes through
+/// [`decode_body`], which decodes it or rejects it with the precise error.
+fn decode_in(
+    frame: FrameType,
+    source: &Bytes,
+    body: Range<usize>,
+    limits: &Limits,
+    last_topic: &mut Option<Arc<str>>,
+) -> Result<Frame, DecodeError> {
+    if frame == FrameType::Message {
+        if let Some(message) = message_in(source, body.clone(), limits, last_topic) {
+            return Ok(message);
+        }
+    }
+    decode_body(frame, source.slice(body), limits)
+}
+
+/// The fast path of [`decode_in`]; `None` (nothing decided) for anything
+/// but a well-formed `Message` body.
+fn message_in(
+    source: &Bytes,
+    body: Range<usize>,
+    limits: &Limits,
+    last_topic: &mut Option<Arc<str>>,
+) -> Option<Frame> {
+    const SEQ: usize = 8;
+    let (seq, rest) = source.get(body.clone())?.split_first_chunk::<SEQ>()?;
+    let (&topic_len, rest) = rest.split_first()?;
+    let topic_len = usize::from(topic_len);
+    if topic_len > usize::from(limits.max_topic_bytes) {
+        return None;
+    }
+    let topic = rest.get(..topic_len)?;
+    if rest.len() - topic_len > body_len(limits.max_message_bytes) {
+        return None;
+    }
+    let topic = match last_topic {
+        Some(last) if last.as_bytes() == topic => Arc::clone(last),
+        _ => {
+            let topic: Arc<str> = std::str::from_utf8(topic).ok()?.into();
+            *last_topic = Some(Arc::clone(&topic));
+            topic
+        }
+    };
+    Some(Frame::Message {
+        seq: u64::from_be_bytes(*seq),
+        topic,
+        payload: source.slice(body.start + SEQ + 1 + topic_len..body.end),
+    })
+}
+
+/// The validated header at the start of `bytes`; `None` if its five bytes
+/// are not all there yet. An unknown type is rejected from the first byte.
+fn frame_header(bytes: &[u8], limits: &Limits) -> Result<Option<(FrameType, u32)>, DecodeError> {
+    let Some(&ty) = bytes.first() else {
+        return Ok(None);
+    };
+    FrameType::from_u8(ty).ok_or(DecodeError::UnknownFrameType(ty))?;
+    match bytes.first_chunk::<HEADER_LEN>() {
+        Some(header) => decode_header(header, limits).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -1006,9 +1081,9 @@ mod tests {
         let bytes = encode(&frame);
         decoder.push(&bytes[..HEADER_LEN]);
         assert_eq!(decoder.next_frame(), Ok(None));
-        let reserved = decoder.buf.capacity();
-        assert!(reserved >= bytes.len() - HEADER_LEN);
-        let start = decoder.buf.as_ptr() as usize;
+        let reserved = decoder.stitch.capacity();
+        assert!(reserved >= bytes.len());
+        let start = decoder.stitch.as_ptr() as usize;
         decoder.push(&bytes[HEADER_LEN..]);
         let Some(Frame::Message { payload, .. }) = decoder.next_frame().unwrap() else {
             panic!("expected a message");
@@ -1018,6 +1093,91 @@ mod tests {
             at > start && at < start + reserved,
             "payload was copied again"
         );
+    }
+
+    #[test]
+    fn frames_whole_in_a_pushed_chunk_are_slices_of_it() {
+        let message = |seq: u64| Frame::Message {
+            seq,
+            topic: "t".into(),
+            payload: Bytes::from(vec![seq as u8; 40]),
+        };
+        let stream = [encode(&message(1)), encode(&message(2)), encode(&message(3))].concat();
+        // The second frame spans the two chunks; the first and third lie
+        // whole in one.
+        let cut = stream.len() / 2;
+        let first = Bytes::copy_from_slice(&stream[..cut]);
+        let second = Bytes::copy_from_slice(&stream[cut..]);
+        let within = |payload: &Bytes, chunk: &Bytes| {
+            let at = payload.as_ptr() as usize;
+            let start = chunk.as_ptr() as usize;
+            at >= start && at + payload.len() <= start + chunk.len()
+        };
+        let mut decoder = Decoder::new(limits());
+        decoder.push_bytes(first.clone());
+        let Ok(Some(Frame::Message { payload: p1, .. })) = decoder.next_frame() else {
+            panic!("expected message 1");
+        };
+        assert!(within(&p1, &first), "message 1 was copied");
+        assert_eq!(decoder.next_frame(), Ok(None));
+        assert_eq!(decoder.buffered(), cut - encode(&message(1)).len());
+        decoder.push_bytes(second.clone());
+        let Ok(Some(Frame::Message { payload: p2, .. })) = decoder.next_frame() else {
+            panic!("expected message 2");
+        };
+        assert!(!within(&p2, &first) && !within(&p2, &second));
+        let Ok(Some(Frame::Message { payload: p3, .. })) = decoder.next_frame() else {
+            panic!("expected message 3");
+        };
+        assert!(within(&p3, &second), "message 3 was copied");
+        assert_eq!(
+            [p1, p2, p3].map(|p| p.to_vec()),
+            [1u8, 2, 3].map(|b| vec![b; 40])
+        );
+        assert_eq!(decoder.next_frame(), Ok(None));
+        assert_eq!(decoder.finish(), Ok(()));
+    }
+
+    #[test]
+    fn slices_and_chunks_mix_in_any_order() {
+        let frames: Vec<Frame> = (0..20u64)
+            .map(|seq| match seq % 3 {
+                0 => Frame::Ack { next_seq: seq },
+                1 => Frame::Message {
+                    seq,
+                    topic: if seq % 2 == 0 { "even" } else { "odd" }.into(),
+                    payload: Bytes::from(vec![seq as u8; seq as usize]),
+                },
+                _ => Frame::Lapped {
+                    missed: seq,
+                    resume_seq: seq + 1,
+                },
+            })
+            .collect();
+        let stream: Vec<u8> = frames.iter().flat_map(encode).collect();
+        for step in 1..24 {
+            let mut decoder = Decoder::new(limits());
+            let mut decoded = Vec::new();
+            for (i, piece) in stream.chunks(step).enumerate() {
+                // Alternate the two ways in, and sometimes push twice before
+                // pulling: both must still give the same frames.
+                if i % 2 == 0 {
+                    decoder.push_bytes(Bytes::copy_from_slice(piece));
+                } else {
+                    decoder.push(piece);
+                }
+                if i % 3 != 1 {
+                    while let Some(frame) = decoder.next_frame().unwrap() {
+                        decoded.push(frame);
+                    }
+                }
+            }
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                decoded.push(frame);
+            }
+            assert_eq!(decoded, frames, "chunks of {step}");
+            assert_eq!(decoder.finish(), Ok(()));
+        }
     }
 
     #[test]
