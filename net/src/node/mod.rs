@@ -61,7 +61,10 @@ pub enum NodeEvent {
         seq: u64,
         /// The topic it was published on.
         topic: Arc<str>,
-        /// The payload.
+        /// The payload. From a peer, it is a slice of the buffer it was
+        /// received in, not a copy: keeping it keeps that buffer (up to
+        /// about 64 KiB) alive, so copy out (`Bytes::copy_from_slice`) the
+        /// few payloads kept for long.
         payload: Bytes,
     },
     /// Messages from `from` were lost: `missed` of them, up to `resume_seq`,
