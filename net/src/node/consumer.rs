@@ -256,16 +256,14 @@ fn take(
             topic,
             payload,
         } => {
-            if !local.outbox.wants(&topic) {
-                return;
-            }
-            NodeEvent::Message {
+            local.outbox.push_message(NodeEvent::Message {
                 from: Arc::clone(peer),
                 epoch,
                 seq,
                 topic,
                 payload,
-            }
+            });
+            return;
         }
         Event::CursorExpired {
             epoch,

@@ -129,6 +129,7 @@ impl Dispatch {
             subs: Arc::clone(&state.subs),
             queued: 0,
             local,
+            takers: None,
         }
     }
 
@@ -176,6 +177,9 @@ pub(crate) struct Outbox {
     /// Events pushed since the last flush, all subscriptions together.
     queued: usize,
     local: bool,
+    /// The last topic [`push_message`](Self::push_message) saw, and the
+    /// subscriptions (indices in `subs`) to it.
+    takers: Option<(Arc<str>, Vec<usize>)>,
 }
 
 impl Outbox {
@@ -217,6 +221,39 @@ impl Outbox {
             self.pending[i].push(event);
             self.queued += 1;
         }
+    }
+
+    /// [`push`](Self::push) for a peer's `Message`, faster while topics
+    /// repeat: the subscriptions to the last topic seen are remembered, and
+    /// the decoder hands out one `Arc` per run of equal topics, so a
+    /// pointer compare finds them.
+    pub(crate) fn push_message(&mut self, event: NodeEvent) {
+        let NodeEvent::Message { topic, .. } = &event else {
+            return self.push(event);
+        };
+        if !matches!(&self.takers, Some((last, _)) if Arc::ptr_eq(last, topic)) {
+            let takers = self
+                .subs
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| *s.topic == **topic && !s.tx.is_closed())
+                .map(|(i, _)| i)
+                .collect();
+            self.takers = Some((Arc::clone(topic), takers));
+        }
+        let Some((_, takers)) = &self.takers else {
+            return;
+        };
+        // Moved into the last one, cloned for the others. (A subscription
+        // that closed since is skipped at the flush.)
+        let Some((&last, others)) = takers.split_last() else {
+            return;
+        };
+        for &i in others {
+            self.pending[i].push(event.clone());
+        }
+        self.pending[last].push(event);
+        self.queued += 1;
     }
 
     /// Whether a flush is due before more is pushed.
@@ -379,6 +416,46 @@ mod tests {
         assert_eq!(t1.try_recv(), Some(expired.clone()));
         assert_eq!(t2.try_recv(), Some(expired.clone()));
         assert_eq!(u.try_recv(), Some(expired));
+    }
+
+    #[tokio::test]
+    async fn a_peer_message_reaches_the_subscriptions_of_its_topic_as_topics_change() {
+        let d = Dispatch::new(4 * BATCH);
+        let mut t1 = d.subscribe("t", 100);
+        let mut t2 = d.subscribe("t", 100);
+        let mut u = d.subscribe("u", 100);
+        let mut outbox = d.outbox(false);
+        let (t, v): (Arc<str>, Arc<str>) = ("t".into(), "v".into());
+        let message = |topic: &Arc<str>, seq| NodeEvent::Message {
+            from: "p".into(),
+            epoch: 1,
+            seq,
+            topic: Arc::clone(topic),
+            payload: Bytes::from_static(b"x"),
+        };
+        // Runs of one topic share an `Arc`; an equal topic in a new `Arc`
+        // and a topic nobody takes are both told apart by value. Sequence
+        // numbers below the local start do not matter for a peer.
+        outbox.push_message(message(&t, 1));
+        outbox.push_message(message(&t, 2));
+        outbox.push_message(message(&v, 3));
+        outbox.push_message(message(&"u".into(), 4));
+        outbox.push_message(message(&"t".into(), 5));
+        outbox.push_message(message(&t, 6));
+        outbox.flush().await;
+        for sub in [&mut t1, &mut t2] {
+            for seq in [1, 2, 5, 6] {
+                assert_eq!(sub.try_recv(), Some(message(&t, seq)));
+            }
+            assert_eq!(sub.try_recv(), None);
+        }
+        assert_eq!(u.try_recv(), Some(message(&"u".into(), 4)));
+        assert_eq!(u.try_recv(), None);
+        // A subscription dropped meanwhile gets nothing; the others go on.
+        drop(t2);
+        outbox.push_message(message(&t, 7));
+        outbox.flush().await;
+        assert_eq!(t1.try_recv(), Some(message(&t, 7)));
     }
 
     #[tokio::test]
