@@ -121,6 +121,7 @@ async fn stream(
     let mut chunks = vec![Bytes::new(); READ_CHUNKS];
     let mut local = Local {
         outbox: inner.dispatch.outbox(false),
+        from: Arc::clone(peer),
     };
     loop {
         let deadline = session.next_ack_deadline();
@@ -184,7 +185,7 @@ async fn stream(
                 take(inner, peer, event, connected, backoff, &mut local);
             }
             if local.outbox.is_full() {
-                local.outbox.flush().await;
+                local.flush(&mut decoder).await;
                 *cursor = session.cursor();
             }
         };
@@ -192,7 +193,7 @@ async fn stream(
         // subscriptions do not have, so a break at any point resumes
         // exactly after the last delivered message, even on a frame error
         // (the session keeps the cursor of its last good frame).
-        local.outbox.flush().await;
+        local.flush(&mut decoder).await;
         *cursor = session.cursor();
         if let Err((code, error)) = result {
             return Err(super::close(&conn, code, error));
@@ -214,11 +215,27 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// What a connection's reader keeps between messages to hand them over
-/// cheaply. (Consecutive messages on one topic already share its `Arc<str>`:
-/// the decoder hands out the same one.)
+/// cheaply.
 struct Local {
     /// Batches for the node's subscriptions, refreshed when one is added.
     outbox: Outbox,
+    /// The peer's name, as the messages of the batch in the making carry it.
+    from: Arc<str>,
+}
+
+impl Local {
+    /// Hands the batch over, and starts the next one with names of its
+    /// own: the `Arc`s one batch shares (the peer's name, and the topic the
+    /// decoder hands out while it repeats) are then counted up here and
+    /// down by the subscriber's thread one batch at a time, not alternately
+    /// message by message, which would move their cache lines between the
+    /// threads for every message.
+    async fn flush(&mut self, decoder: &mut Decoder) {
+        if self.outbox.flush().await {
+            self.from = Arc::from(&*self.from);
+            decoder.forget_topic();
+        }
+    }
 }
 
 /// Turns a session event into a status report or a pending delivery.
@@ -257,7 +274,7 @@ fn take(
             payload,
         } => {
             local.outbox.push_message(NodeEvent::Message {
-                from: Arc::clone(peer),
+                from: Arc::clone(&local.from),
                 epoch,
                 seq,
                 topic,

@@ -263,9 +263,10 @@ impl Outbox {
 
     /// Hands every pending batch to its subscription, waiting while one is
     /// full; a closed subscription's batch is dropped (it unsubscribed).
-    pub(crate) async fn flush(&mut self) {
+    /// Returns whether anything was pending.
+    pub(crate) async fn flush(&mut self) -> bool {
         if self.queued == 0 {
-            return;
+            return false;
         }
         self.queued = 0;
         for (sub, pending) in self.subs.iter().zip(&mut self.pending) {
@@ -280,6 +281,7 @@ impl Outbox {
                 }
             }
         }
+        true
     }
 }
 

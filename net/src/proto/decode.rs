@@ -227,6 +227,14 @@ impl Decoder {
         &self.limits
     }
 
+    /// Makes the next `Message` frame's topic a new `Arc`, even if it equals
+    /// the last one. A caller that hands frames to another thread in
+    /// batches calls it per batch, so that the topic's reference count is
+    /// not shared by the thread still dropping the last batch.
+    pub fn forget_topic(&mut self) {
+        self.last_topic = None;
+    }
+
     /// Appends received bytes (copied). Call [`next_frame`](Self::next_frame)
     /// until it returns `Ok(None)` before pushing more, to keep the buffer
     /// bounded.
