@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::dispatch::Outbox;
 use super::{ConnectOutcome, Inner, LinkError, NodeEvent, PeerStatus};
+use crate::proto::Name;
 use crate::proto::{
     AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, ErrorCode, Event, Outcome,
 };
@@ -49,7 +50,7 @@ impl Backoff {
 
 /// Follows `peer` until shutdown. The cursor `(epoch, next_seq)` lives here,
 /// across connections: it is what makes delivery exactly-once and gap-free.
-pub(crate) async fn follow(inner: Arc<Inner>, peer: Arc<str>, addr: SocketAddr) {
+pub(crate) async fn follow(inner: Arc<Inner>, peer: Name, addr: SocketAddr) {
     let mut cursor: Option<Cursor> = None;
     // Set when the producer refused our cursor as being from its future:
     // the next stream starts fresh, and that jump must be announced.
@@ -98,7 +99,7 @@ pub(crate) async fn follow(inner: Arc<Inner>, peer: Arc<str>, addr: SocketAddr) 
 /// One connection: handshake, then deliver until the link breaks.
 async fn stream(
     inner: &Inner,
-    peer: &Arc<str>,
+    peer: &Name,
     addr: SocketAddr,
     cursor: &mut Option<Cursor>,
     connected: &mut bool,
@@ -121,7 +122,7 @@ async fn stream(
     let mut chunks = vec![Bytes::new(); READ_CHUNKS];
     let mut local = Local {
         outbox: inner.dispatch.outbox(false),
-        from: Arc::clone(peer),
+        from: peer.clone(),
     };
     loop {
         let deadline = session.next_ack_deadline();
@@ -185,7 +186,7 @@ async fn stream(
                 take(inner, peer, event, connected, backoff, &mut local);
             }
             if local.outbox.is_full() {
-                local.flush(&mut decoder).await;
+                local.outbox.flush().await;
                 *cursor = session.cursor();
             }
         };
@@ -193,7 +194,7 @@ async fn stream(
         // subscriptions do not have, so a break at any point resumes
         // exactly after the last delivered message, even on a frame error
         // (the session keeps the cursor of its last good frame).
-        local.flush(&mut decoder).await;
+        local.outbox.flush().await;
         *cursor = session.cursor();
         if let Err((code, error)) = result {
             return Err(super::close(&conn, code, error));
@@ -219,29 +220,14 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct Local {
     /// Batches for the node's subscriptions, refreshed when one is added.
     outbox: Outbox,
-    /// The peer's name, as the messages of the batch in the making carry it.
-    from: Arc<str>,
-}
-
-impl Local {
-    /// Hands the batch over, and starts the next one with names of its
-    /// own: the `Arc`s one batch shares (the peer's name, and the topic the
-    /// decoder hands out while it repeats) are then counted up here and
-    /// down by the subscriber's thread one batch at a time, not alternately
-    /// message by message, which would move their cache lines between the
-    /// threads for every message.
-    async fn flush(&mut self, decoder: &mut Decoder) {
-        if self.outbox.flush().await {
-            self.from = Arc::from(&*self.from);
-            decoder.forget_topic();
-        }
-    }
+    /// The peer's name, as its messages carry it.
+    from: Name,
 }
 
 /// Turns a session event into a status report or a pending delivery.
 fn take(
     inner: &Inner,
-    peer: &Arc<str>,
+    peer: &Name,
     event: Event,
     connected: &mut bool,
     backoff: &mut Backoff,
@@ -274,7 +260,7 @@ fn take(
             payload,
         } => {
             local.outbox.push_message(NodeEvent::Message {
-                from: Arc::clone(&local.from),
+                from: local.from.clone(),
                 epoch,
                 seq,
                 topic,
@@ -289,14 +275,14 @@ fn take(
         } => {
             tracing::info!(%peer, missed, resume_seq, "cursor expired");
             NodeEvent::CursorExpired {
-                from: Arc::clone(peer),
+                from: peer.clone(),
                 epoch,
                 missed,
                 resume_seq,
             }
         }
         Event::Direct { topic, payload } => NodeEvent::Direct {
-            from: Arc::clone(peer),
+            from: peer.clone(),
             topic,
             payload,
         },

@@ -43,7 +43,7 @@ use tokio::task::JoinSet;
 
 pub use dispatch::Subscription;
 
-use crate::proto::Limits;
+use crate::proto::{Limits, Name};
 use dispatch::Dispatch;
 
 /// An event a [`Subscription`] yields.
@@ -54,13 +54,13 @@ pub enum NodeEvent {
     /// producer epoch (or after a `CursorExpired` from that producer).
     Message {
         /// The producing node's name.
-        from: Arc<str>,
+        from: Name,
         /// The producer's epoch (random per producer start).
         epoch: u64,
         /// The message's sequence number in the producer's ring, from 0.
         seq: u64,
         /// The topic it was published on.
-        topic: Arc<str>,
+        topic: Name,
         /// The payload. From a peer, it is a slice of the buffer it was
         /// received in, not a copy: keeping it keeps that buffer (up to
         /// about 64 KiB) alive, so copy out (`Bytes::copy_from_slice`) the
@@ -71,7 +71,7 @@ pub enum NodeEvent {
     /// where delivery continues (in epoch `epoch`).
     CursorExpired {
         /// The producing node's name.
-        from: Arc<str>,
+        from: Name,
         /// The epoch delivery continues in; differs from the previous
         /// messages' epoch when the producer restarted.
         epoch: u64,
@@ -84,9 +84,9 @@ pub enum NodeEvent {
     /// A direct message to this node: outside any sequence, unbuffered.
     Direct {
         /// The sending node's name.
-        from: Arc<str>,
+        from: Name,
         /// The topic.
-        topic: Arc<str>,
+        topic: Name,
         /// The payload.
         payload: Bytes,
     },
@@ -314,7 +314,7 @@ impl NodeBuilder {
 
 /// State shared by the node's tasks.
 pub(crate) struct Inner {
-    pub(crate) name: Arc<str>,
+    pub(crate) name: Name,
     pub(crate) epoch: u64,
     pub(crate) config: NodeBuilder,
     pub(crate) limits: Limits,

@@ -457,7 +457,7 @@ pub(crate) async fn local_pump(inner: Arc<Inner>) {
     let mut entry = Vec::new();
     let mut outbox = inner.dispatch.outbox(true);
     let expired = |missed, resume_seq| NodeEvent::CursorExpired {
-        from: Arc::clone(&inner.name),
+        from: inner.name.clone(),
         epoch: inner.epoch,
         missed,
         resume_seq,
@@ -502,7 +502,7 @@ pub(crate) async fn local_pump(inner: Arc<Inner>) {
                     if let Ok((topic, payload)) = split_entry(&entry) {
                         if outbox.wants(topic) {
                             outbox.push(NodeEvent::Message {
-                                from: Arc::clone(&inner.name),
+                                from: inner.name.clone(),
                                 epoch: inner.epoch,
                                 seq,
                                 topic: topic.into(),

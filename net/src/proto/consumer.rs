@@ -1,11 +1,10 @@
 //! The consumer's side of one connection to a producer.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Cursor, Frame, FrameType, ProtocolError, PROTOCOL_VERSION};
+use super::{Cursor, Frame, FrameType, Name, ProtocolError, PROTOCOL_VERSION};
 
 /// How the handshake went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,7 +36,7 @@ pub enum Event {
         /// Its sequence number (the cursor is now `seq + 1`).
         seq: u64,
         /// Topic.
-        topic: Arc<str>,
+        topic: Name,
         /// Payload.
         payload: Bytes,
     },
@@ -53,7 +52,7 @@ pub enum Event {
     /// An unsequenced direct message; does not move the cursor.
     Direct {
         /// Topic.
-        topic: Arc<str>,
+        topic: Name,
         /// Payload.
         payload: Bytes,
     },

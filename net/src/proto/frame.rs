@@ -5,11 +5,10 @@
 //! integers are big-endian. Strings are UTF-8, prefixed by a `u8` length.
 
 use std::fmt;
-use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
 
-use super::Cursor;
+use super::{Cursor, Name};
 
 /// Length of the frame header: one type byte and a `u32` body length.
 pub const HEADER_LEN: usize = 5;
@@ -224,7 +223,7 @@ pub enum Frame {
         seq: u64,
         /// Topic, UTF-8. Shared: a decoder hands out the same allocation
         /// for consecutive frames on the same topic.
-        topic: Arc<str>,
+        topic: Name,
         /// Payload; decoded without a second copy (it shares the decoder's buffer).
         payload: Bytes,
     },
@@ -239,7 +238,7 @@ pub enum Frame {
     /// An unsequenced direct message to this node. `[u8 n][n bytes topic][payload to the end]`.
     Direct {
         /// Topic, UTF-8.
-        topic: Arc<str>,
+        topic: Name,
         /// Payload.
         payload: Bytes,
     },

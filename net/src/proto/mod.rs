@@ -59,6 +59,7 @@ mod consumer;
 mod decode;
 mod error;
 mod frame;
+mod name;
 mod producer;
 
 pub use consumer::{AckPolicy, ConsumerSession, Event, Events, Outcome};
@@ -68,6 +69,7 @@ pub use frame::{
     split_entry, EncodeError, Encoder, Field, Frame, FrameType, Limits, HEADER_LEN, HELLO_MAX_BODY,
     MESSAGE_PREFIX_LEN,
 };
+pub use name::Name;
 pub use producer::{Handshake, ProducerSession, RingView};
 
 /// The protocol version this crate speaks, sent in [`Frame::Hello`].
