@@ -172,6 +172,10 @@ pub fn decode_frame(input: &[u8], limits: &Limits) -> Result<Option<(Frame, usiz
     Ok(Some((decoded, end)))
 }
 
+/// Bytes reserved at least when a frame starts to span chunks: frames cut
+/// by chunk boundaries then share allocations.
+const STITCH_BLOCK: usize = 4096;
+
 /// Incremental decoder: [`push`](Self::push) bytes as they arrive, in any
 /// chunking, and pull frames with [`next_frame`](Self::next_frame).
 ///
@@ -301,7 +305,8 @@ impl Decoder {
         let end = HEADER_LEN + body_len(len);
         if self.chunk.len() < end {
             // `len` was checked against the limits: reserving it is bounded.
-            self.stitch.reserve(end);
+            // A few more frames that span chunks fit in the same block.
+            self.stitch.reserve(end.max(STITCH_BLOCK));
             self.stitch_chunk();
             return Ok(None);
         }
