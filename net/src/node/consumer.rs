@@ -11,7 +11,7 @@ use super::dispatch::Outbox;
 use super::{ConnectOutcome, Inner, LinkError, NodeEvent, PeerStatus};
 use crate::proto::Name;
 use crate::proto::{
-    AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, ErrorCode, Event, Outcome,
+    AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, ErrorCode, Event, Frame, Outcome,
 };
 
 /// Chunks taken from the stream per read, at most (a chunk is about one
@@ -159,31 +159,52 @@ async fn stream(
                 },
                 Err(e) => break Err((e.code(), LinkError::Decode(e))),
             };
-            let events = match session.handle(now, frame) {
-                Ok(events) => events,
-                Err(e) => break Err((e.code(), LinkError::Protocol(e))),
-            };
-            for event in events {
-                if let (
-                    true,
-                    Event::Connected {
-                        epoch, next_seq, ..
-                    },
-                ) = (*cursor_refused, &event)
-                {
-                    // How much was lost is unknowable: the producer's
-                    // sequence and ours disagree. Say so rather than jump.
-                    *cursor_refused = false;
-                    let expired = Event::CursorExpired {
-                        epoch: *epoch,
-                        missed: 0,
-                        resume_seq: *next_seq,
+            match frame {
+                // Nearly every frame: straight to the outbox.
+                Frame::Message {
+                    seq,
+                    topic,
+                    payload,
+                } => match session.handle_message(now, seq) {
+                    Ok(Some(epoch)) => local.outbox.push_message(NodeEvent::Message {
+                        from: local.from.clone(),
+                        epoch,
+                        seq,
+                        topic,
+                        payload,
+                    }),
+                    Ok(None) => {}
+                    Err(e) => break Err((e.code(), LinkError::Protocol(e))),
+                },
+                frame => {
+                    let events = match session.handle(now, frame) {
+                        Ok(events) => events,
+                        Err(e) => break Err((e.code(), LinkError::Protocol(e))),
                     };
-                    take(inner, peer, event, connected, backoff, &mut local);
-                    take(inner, peer, expired, connected, backoff, &mut local);
-                    continue;
+                    for event in events {
+                        if let (
+                            true,
+                            Event::Connected {
+                                epoch, next_seq, ..
+                            },
+                        ) = (*cursor_refused, &event)
+                        {
+                            // How much was lost is unknowable: the
+                            // producer's sequence and ours disagree. Say so
+                            // rather than jump.
+                            *cursor_refused = false;
+                            let expired = Event::CursorExpired {
+                                epoch: *epoch,
+                                missed: 0,
+                                resume_seq: *next_seq,
+                            };
+                            take(inner, peer, event, connected, backoff, &mut local);
+                            take(inner, peer, expired, connected, backoff, &mut local);
+                            continue;
+                        }
+                        take(inner, peer, event, connected, backoff, &mut local);
+                    }
                 }
-                take(inner, peer, event, connected, backoff, &mut local);
             }
             if local.outbox.is_full() {
                 local.outbox.flush().await;

@@ -239,6 +239,20 @@ impl ConsumerSession {
         result
     }
 
+    /// Processes the `Message` frame of message `seq`, received at `now`:
+    /// exactly what [`handle`](Self::handle) does with that frame, without
+    /// building its event, for a caller that builds its own from the
+    /// frame's fields. Returns the epoch to deliver the message in, or
+    /// `None` for a re-send of a message already delivered.
+    pub fn handle_message(&mut self, now: Instant, seq: u64) -> Result<Option<u64>, ProtocolError> {
+        let result = self.message(now, seq);
+        if result.is_err() {
+            self.state = State::Failed;
+            self.unacked_since = None;
+        }
+        result
+    }
+
     /// An ack to send now, if one is due at `now` (see [`AckPolicy`]).
     pub fn poll_ack(&mut self, now: Instant) -> Option<Frame> {
         let deadline = self.next_ack_deadline()?;
@@ -348,30 +362,15 @@ impl ConsumerSession {
                     topic,
                     payload,
                 },
-            ) => {
-                let Some(cursor) = self.cursor.as_mut() else {
-                    return Err(ProtocolError::Failed);
-                };
-                if seq < cursor.next_seq {
-                    // A re-send of a message already delivered.
-                    return Ok(Events::none());
-                }
-                if seq > cursor.next_seq {
-                    return Err(ProtocolError::Gap {
-                        expected: cursor.next_seq,
-                        got: seq,
-                    });
-                }
-                cursor.next_seq = seq.checked_add(1).ok_or(ProtocolError::SeqOverflow)?;
-                let epoch = cursor.epoch;
-                self.mark_progress(now);
-                Ok(Events::one(Event::Message {
+            ) => Ok(match self.message(now, seq)? {
+                Some(epoch) => Events::one(Event::Message {
                     epoch,
                     seq,
                     topic,
                     payload,
-                }))
-            }
+                }),
+                None => Events::none(),
+            }),
             (State::Streaming, Frame::Lapped { missed, resume_seq }) => {
                 let Some(cursor) = self.cursor.as_mut() else {
                     return Err(ProtocolError::Failed);
@@ -411,6 +410,37 @@ impl ConsumerSession {
     }
 
     /// Starts the ack timer if the cursor moved past the last ack.
+    /// Message `seq` while streaming: the epoch to deliver it in, or `None`
+    /// for a re-send of a message already delivered.
+    fn message(&mut self, now: Instant, seq: u64) -> Result<Option<u64>, ProtocolError> {
+        match self.state {
+            State::Streaming => {}
+            State::Failed => return Err(ProtocolError::Failed),
+            state => {
+                return Err(ProtocolError::UnexpectedFrame {
+                    frame: FrameType::Message,
+                    state: state.describe(),
+                })
+            }
+        }
+        let Some(cursor) = self.cursor.as_mut() else {
+            return Err(ProtocolError::Failed);
+        };
+        if seq < cursor.next_seq {
+            return Ok(None);
+        }
+        if seq > cursor.next_seq {
+            return Err(ProtocolError::Gap {
+                expected: cursor.next_seq,
+                got: seq,
+            });
+        }
+        cursor.next_seq = seq.checked_add(1).ok_or(ProtocolError::SeqOverflow)?;
+        let epoch = cursor.epoch;
+        self.mark_progress(now);
+        Ok(Some(epoch))
+    }
+
     fn mark_progress(&mut self, now: Instant) {
         let moved = self.cursor.is_some_and(|c| c.next_seq > self.acked);
         if moved && self.unacked_since.is_none() {
@@ -461,6 +491,73 @@ mod tests {
             seq,
             topic: "t".into(),
             payload: Bytes::from(seq.to_be_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn handle_message_is_handle_without_the_event() {
+        let new = |start_seq| Frame::New {
+            epoch: EPOCH,
+            start_seq,
+        };
+        let scripts: [Vec<Frame>; 4] = [
+            // A message before the answer, then anything.
+            vec![msg(0), new(0), msg(0)],
+            // In order, a re-send, a lap, a gap, then anything.
+            vec![
+                new(5),
+                msg(5),
+                msg(6),
+                msg(5),
+                msg(7),
+                Frame::Lapped {
+                    missed: 2,
+                    resume_seq: 10,
+                },
+                msg(10),
+                msg(12),
+                msg(13),
+            ],
+            // The last sequence number there is.
+            vec![new(u64::MAX), msg(u64::MAX)],
+            // A direct message between messages.
+            vec![
+                new(0),
+                msg(0),
+                Frame::Direct {
+                    topic: "d".into(),
+                    payload: Bytes::new(),
+                },
+                msg(1),
+            ],
+        ];
+        for script in scripts {
+            let now = Instant::now();
+            let mut by_handle = ConsumerSession::new(None, AckPolicy::DEFAULT);
+            let mut by_message = ConsumerSession::new(None, AckPolicy::DEFAULT);
+            for frame in script {
+                let expected = by_handle.handle(now, frame.clone());
+                match frame {
+                    Frame::Message { seq, .. } => {
+                        let expected = expected.map(|mut events| match events.next() {
+                            Some(Event::Message { epoch, .. }) => Some(epoch),
+                            None => None,
+                            Some(other) => panic!("not a message event: {other:?}"),
+                        });
+                        assert_eq!(by_message.handle_message(now, seq), expected, "{seq}");
+                    }
+                    other => {
+                        let got = by_message.handle(now, other);
+                        assert_eq!(got.map(Vec::from_iter), expected.map(Vec::from_iter));
+                    }
+                }
+                assert_eq!(by_message.cursor(), by_handle.cursor());
+                assert_eq!(by_message.is_connected(), by_handle.is_connected());
+                assert_eq!(
+                    by_message.next_ack_deadline(),
+                    by_handle.next_ack_deadline()
+                );
+            }
         }
     }
 
