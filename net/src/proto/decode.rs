@@ -305,8 +305,10 @@ impl Decoder {
         let end = HEADER_LEN + body_len(len);
         if self.chunk.len() < end {
             // `len` was checked against the limits: reserving it is bounded.
-            // A few more frames that span chunks fit in the same block.
-            self.stitch.reserve(end.max(STITCH_BLOCK));
+            // A new block also holds the next few frames that span chunks.
+            if self.stitch.capacity() < end {
+                self.stitch.reserve(end.max(STITCH_BLOCK));
+            }
             self.stitch_chunk();
             return Ok(None);
         }
