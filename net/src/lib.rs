@@ -18,3 +18,4 @@ pub mod tls;
 pub use node::{
     ConnectOutcome, FlushReport, Node, NodeBuilder, NodeError, NodeEvent, PeerStatus, Subscription,
 };
+pub use proto::Name;
