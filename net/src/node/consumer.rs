@@ -9,9 +9,8 @@ use bytes::Bytes;
 
 use super::dispatch::Outbox;
 use super::{ConnectOutcome, Inner, LinkError, NodeEvent, PeerStatus};
-use crate::proto::Name;
 use crate::proto::{
-    AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, ErrorCode, Event, Frame, Outcome,
+    AckPolicy, ConsumerSession, Cursor, Decoder, Encoder, ErrorCode, Event, Frame, Name, Outcome,
 };
 
 /// Chunks taken from the stream per read, at most (a chunk is about one
@@ -122,7 +121,6 @@ async fn stream(
     let mut chunks = vec![Bytes::new(); READ_CHUNKS];
     let mut local = Local {
         outbox: inner.dispatch.outbox(false),
-        from: peer.clone(),
     };
     loop {
         let deadline = session.next_ack_deadline();
@@ -167,7 +165,7 @@ async fn stream(
                     payload,
                 } => match session.handle_message(now, seq) {
                     Ok(Some(epoch)) => local.outbox.push_message(NodeEvent::Message {
-                        from: local.from.clone(),
+                        from: peer.clone(),
                         epoch,
                         seq,
                         topic,
@@ -241,8 +239,6 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct Local {
     /// Batches for the node's subscriptions, refreshed when one is added.
     outbox: Outbox,
-    /// The peer's name, as its messages carry it.
-    from: Name,
 }
 
 /// Turns a session event into a status report or a pending delivery.
@@ -281,7 +277,7 @@ fn take(
             payload,
         } => {
             local.outbox.push_message(NodeEvent::Message {
-                from: local.from.clone(),
+                from: peer.clone(),
                 epoch,
                 seq,
                 topic,

@@ -129,7 +129,7 @@ impl Dispatch {
             subs: Arc::clone(&state.subs),
             queued: 0,
             local,
-            takers: None,
+            takers: (None, Vec::new()),
         }
     }
 
@@ -179,7 +179,7 @@ pub(crate) struct Outbox {
     local: bool,
     /// The last topic [`push_message`](Self::push_message) saw, and the
     /// subscriptions (indices in `subs`) to it.
-    takers: Option<(crate::proto::Name, Vec<usize>)>,
+    takers: (Option<crate::proto::Name>, Vec<usize>),
 }
 
 impl Outbox {
@@ -231,19 +231,18 @@ impl Outbox {
         let NodeEvent::Message { topic, .. } = &event else {
             return self.push(event);
         };
-        if !matches!(&self.takers, Some((last, _)) if last == topic) {
-            let takers = self
-                .subs
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| *s.topic == **topic && !s.tx.is_closed())
-                .map(|(i, _)| i)
-                .collect();
-            self.takers = Some((topic.clone(), takers));
+        let (last_topic, takers) = &mut self.takers;
+        if last_topic.as_ref() != Some(topic) {
+            takers.clear();
+            takers.extend(
+                self.subs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| *s.topic == **topic && !s.tx.is_closed())
+                    .map(|(i, _)| i),
+            );
+            *last_topic = Some(topic.clone());
         }
-        let Some((_, takers)) = &self.takers else {
-            return;
-        };
         // Moved into the last one, cloned for the others. (A subscription
         // that closed since is skipped at the flush.)
         let Some((&last, others)) = takers.split_last() else {
