@@ -164,13 +164,15 @@ async fn stream(
                     topic,
                     payload,
                 } => match session.handle_message(now, seq) {
-                    Ok(Some(epoch)) => local.outbox.push_message(NodeEvent::Message {
-                        from: peer.clone(),
-                        epoch,
-                        seq,
-                        topic,
-                        payload,
-                    }),
+                    Ok(Some(epoch)) => {
+                        let message = Event::Message {
+                            epoch,
+                            seq,
+                            topic,
+                            payload,
+                        };
+                        take(inner, peer, message, connected, backoff, &mut local);
+                    }
                     Ok(None) => {}
                     Err(e) => break Err((e.code(), LinkError::Protocol(e))),
                 },
