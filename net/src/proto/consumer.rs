@@ -232,11 +232,7 @@ impl ConsumerSession {
     /// Processes one frame from the producer, received at `now`.
     pub fn handle(&mut self, now: Instant, frame: Frame) -> Result<Events, ProtocolError> {
         let result = self.dispatch(now, frame);
-        if result.is_err() {
-            self.state = State::Failed;
-            self.unacked_since = None;
-        }
-        result
+        self.settle(result)
     }
 
     /// Processes the `Message` frame of message `seq`, received at `now`:
@@ -246,6 +242,12 @@ impl ConsumerSession {
     /// `None` for a re-send of a message already delivered.
     pub fn handle_message(&mut self, now: Instant, seq: u64) -> Result<Option<u64>, ProtocolError> {
         let result = self.message(now, seq);
+        self.settle(result)
+    }
+
+    /// `result`, once the session is marked failed if it is an error: every
+    /// later call fails too.
+    fn settle<T>(&mut self, result: Result<T, ProtocolError>) -> Result<T, ProtocolError> {
         if result.is_err() {
             self.state = State::Failed;
             self.unacked_since = None;
@@ -409,7 +411,6 @@ impl ConsumerSession {
         }
     }
 
-    /// Starts the ack timer if the cursor moved past the last ack.
     /// Message `seq` while streaming: the epoch to deliver it in, or `None`
     /// for a re-send of a message already delivered.
     fn message(&mut self, now: Instant, seq: u64) -> Result<Option<u64>, ProtocolError> {
@@ -441,6 +442,7 @@ impl ConsumerSession {
         Ok(Some(epoch))
     }
 
+    /// Starts the ack timer if the cursor moved past the last ack.
     fn mark_progress(&mut self, now: Instant) {
         let moved = self.cursor.is_some_and(|c| c.next_seq > self.acked);
         if moved && self.unacked_since.is_none() {
