@@ -202,8 +202,17 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     tokio::spawn(async move {
         while let Some(s) = status.recv().await {
             emit(match s {
-                PeerStatus::Connected { peer, outcome } => {
-                    json!({"event": "connected", "peer": peer, "outcome": outcome.as_str()})
+                PeerStatus::Connected {
+                    peer,
+                    outcome,
+                    handshake,
+                } => {
+                    json!({
+                        "event": "connected",
+                        "peer": peer,
+                        "outcome": outcome.as_str(),
+                        "handshake_ms": handshake.as_secs_f64() * 1e3,
+                    })
                 }
                 PeerStatus::Disconnected { peer, reason } => {
                     json!({"event": "disconnected", "peer": peer, "reason": reason})

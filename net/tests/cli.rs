@@ -68,6 +68,7 @@ fn cert_then_two_nodes_over_stdin_and_stdout() {
         (c["peer"].as_str(), c["outcome"].as_str()),
         (Some("p"), Some("new"))
     );
+    assert!(c["handshake_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{c}");
 
     p.send("pub t hello world");
     p.send("pub t second");

@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ringcast_net::fault::UdpProxy;
-use ringcast_net::{ConnectOutcome, NodeEvent};
+use ringcast_net::fault::{Faults, UdpProxy};
+use ringcast_net::{ConnectOutcome, NodeEvent, PeerStatus};
 use support::*;
 
 const T: Duration = Duration::from_secs(10);
@@ -191,6 +191,32 @@ async fn producer_restart_is_detected_even_past_the_old_cursor() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_reports_how_long_setting_up_took() {
+    let certs = Certs::new(&["p", "a"]);
+    let p = config("p", certs.path()).start().await.unwrap();
+    let proxy = UdpProxy::start(p.local_addr(), 6).await.unwrap();
+    // 20 ms each way: setting up takes two round trips at least, the QUIC
+    // and TLS handshake and then the hello and its answer.
+    proxy.set(Faults {
+        delay: Duration::from_millis(20),
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    let (_a, la) = follower("a", certs.path(), proxy.addr()).await;
+    wait_for("connection", T, || la.lock().connects().len() == 1).await;
+    let took = started.elapsed();
+    let handshake = la.lock().status.iter().find_map(|s| match s {
+        PeerStatus::Connected { handshake, .. } => Some(*handshake),
+        _ => None,
+    });
+    let handshake = handshake.unwrap();
+    assert!(
+        handshake >= Duration::from_millis(80) && handshake <= took,
+        "handshake {handshake:?}, connected {took:?} after the start"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_in_flight_when_link_breaks_is_delivered_exactly_once() {
     let certs = Certs::new(&["p", "a"]);
     let p = config("p", certs.path()).start().await.unwrap();
@@ -201,7 +227,7 @@ async fn message_in_flight_when_link_breaks_is_delivered_exactly_once() {
 
     // The producer's datagrams are lost on the way: these messages leave the
     // producer (its sender moved past them) but never arrive.
-    proxy.set(ringcast_net::fault::Faults {
+    proxy.set(Faults {
         cut_to_client: true,
         ..Default::default()
     });

@@ -105,6 +105,7 @@ async fn stream(
     backoff: &mut Backoff,
     cursor_refused: &mut bool,
 ) -> Result<(), LinkError> {
+    let dialed = Instant::now();
     let conn = inner
         .endpoint
         .connect_with(inner.client_config.clone(), addr, peer)?
@@ -121,6 +122,7 @@ async fn stream(
     let mut chunks = vec![Bytes::new(); READ_CHUNKS];
     let mut local = Local {
         outbox: inner.dispatch.outbox(false),
+        dialed,
     };
     loop {
         let deadline = session.next_ack_deadline();
@@ -241,6 +243,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct Local {
     /// Batches for the node's subscriptions, refreshed when one is added.
     outbox: Outbox,
+    /// When this connection was dialed.
+    dialed: Instant,
 }
 
 /// Turns a session event into a status report or a pending delivery.
@@ -269,6 +273,7 @@ fn take(
             inner.report(PeerStatus::Connected {
                 peer: peer.to_string(),
                 outcome,
+                handshake: local.dialed.elapsed(),
             });
             return;
         }

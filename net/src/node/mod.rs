@@ -135,6 +135,10 @@ pub enum PeerStatus {
         peer: String,
         /// How the stream began.
         outcome: ConnectOutcome,
+        /// How long this connection took to set up: from dialing the peer
+        /// to its answer to the hello (QUIC and TLS handshakes included).
+        /// The wait before the attempt, while the node backs off, is not.
+        handshake: Duration,
     },
     /// The link to `peer` is down; the node keeps retrying.
     Disconnected {
