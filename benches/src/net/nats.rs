@@ -241,6 +241,7 @@ pub(crate) async fn catchup(env: &Env, size: usize, backlog: u64) -> Result<Catc
         live,
         catchup: end - back,
         reconnect: Some(reconnected - back),
+        waited: None,
         checker,
         backlog,
     })

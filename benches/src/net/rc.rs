@@ -86,14 +86,18 @@ async fn consumer(
     Ok((node, sub, status))
 }
 
+/// Waits for the consumer to connect; returns how the stream began and how
+/// long setting up the connection took.
 async fn wait_connected(
     status: &mut mpsc::Receiver<PeerStatus>,
     within: Duration,
-) -> Result<ConnectOutcome, String> {
+) -> Result<(ConnectOutcome, Duration), String> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, status.recv()).await {
-            Ok(Some(PeerStatus::Connected { outcome, .. })) => return Ok(outcome),
+            Ok(Some(PeerStatus::Connected {
+                outcome, handshake, ..
+            })) => return Ok((outcome, handshake)),
             Ok(Some(_)) => {}
             Ok(None) => return Err("node stopped".into()),
             Err(_) => return Err("consumer did not connect".into()),
@@ -281,8 +285,15 @@ pub(crate) async fn catchup(env: &Env, size: usize, backlog: u64) -> Result<Catc
     let d = tokio::spawn(drain(sub, Checker::new(size, backlog), 2 * backlog, base));
     let healed = Instant::now();
     proxy.heal();
-    let outcome = wait_connected(&mut status, Duration::from_secs(10)).await?;
+    let (outcome, handshake) = wait_connected(&mut status, Duration::from_secs(10)).await?;
     let reconnected = Instant::now();
+    // The consumer comes back when it dials again, which its backoff timer
+    // decides: the wait from the heal until then is reported apart. An
+    // attempt begun during the cut counts from the heal.
+    let dialed = reconnected
+        .checked_sub(handshake)
+        .unwrap_or(healed)
+        .max(healed);
     let (checker, end, _) = tokio::time::timeout(run_timeout(backlog), d)
         .await
         .map_err(|_| "timed out in the catch-up phase".to_string())?
@@ -298,8 +309,9 @@ pub(crate) async fn catchup(env: &Env, size: usize, backlog: u64) -> Result<Catc
     proxy.stop();
     Ok(CatchupRun {
         live,
-        catchup: end - healed,
-        reconnect: Some(reconnected - healed),
+        catchup: end - dialed,
+        reconnect: Some(reconnected - dialed),
+        waited: Some(dialed - healed),
         checker,
         backlog,
     })
