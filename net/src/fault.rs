@@ -226,6 +226,8 @@ async fn send(
 /// when the kernel coalesced them (GRO).
 const RECV_BATCH: usize = 8;
 const RECV_BUF: usize = 65_536;
+/// Socket buffer sizes asked for, each way.
+const SOCKET_BUFFER: usize = 4 << 20;
 
 /// A socket with batched I/O: datagrams arrive coalesced when the kernel
 /// can (GRO) and leave coalesced (GSO). On loopback a peer's segmented send
@@ -239,6 +241,10 @@ struct Batched {
 impl Batched {
     fn new(socket: Arc<UdpSocket>) -> std::io::Result<Self> {
         let udp = UdpSocketState::new((&*socket).into())?;
+        // As large as the nodes' own: a burst the nodes can take must not be
+        // dropped here. The kernel may cap it lower, which only costs loss.
+        let _ = udp.set_recv_buffer_size((&*socket).into(), SOCKET_BUFFER);
+        let _ = udp.set_send_buffer_size((&*socket).into(), SOCKET_BUFFER);
         Ok(Self { socket, udp })
     }
 

@@ -191,7 +191,7 @@ impl NetOpts {
             latency_messages: 20_000,
             latency_runs: 3,
             backlog: 100_000,
-            catchup_runs: 3,
+            catchup_runs: 5,
             ..Self::quick()
         }
     }
