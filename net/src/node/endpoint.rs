@@ -67,6 +67,10 @@ fn transport_config(config: &NodeBuilder) -> Result<quinn::TransportConfig, Node
         ))
     })?;
     transport.max_idle_timeout(Some(idle));
+    if config.initial_rtt.is_zero() {
+        return Err(NodeError::Config("the initial RTT must be positive".into()));
+    }
+    transport.initial_rtt(config.initial_rtt);
     transport.keep_alive_interval(Some(config.keep_alive.unwrap_or(config.idle_timeout / 3)));
     // One stream per consumer, acks on its other half: nothing else is opened.
     transport.max_concurrent_bidi_streams(1u32.into());
