@@ -77,8 +77,10 @@ impl UdpProxy {
     /// Starts a proxy on 127.0.0.1 (any port) forwarding to `target`.
     /// `seed` makes the random faults reproducible.
     pub async fn start(target: SocketAddr, seed: u64) -> std::io::Result<Self> {
-        let listen = Arc::new(UdpSocket::bind(("127.0.0.1", 0)).await?);
-        let addr = listen.local_addr()?;
+        let listen = Arc::new(Batched::new(Arc::new(
+            UdpSocket::bind(("127.0.0.1", 0)).await?,
+        ))?);
+        let addr = listen.socket.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             faults: Faults::default(),
             stats: ProxyStats::default(),
@@ -354,10 +356,7 @@ async fn forward(
     }
 }
 
-async fn run(listen: Arc<UdpSocket>, target: Arc<Mutex<SocketAddr>>, state: Arc<Mutex<State>>) {
-    let Ok(listen) = Batched::new(listen).map(Arc::new) else {
-        return;
-    };
+async fn run(listen: Arc<Batched>, target: Arc<Mutex<SocketAddr>>, state: Arc<Mutex<State>>) {
     let mut upstreams: HashMap<SocketAddr, Arc<Batched>> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut bufs = vec![vec![0u8; RECV_BUF]; RECV_BATCH];
