@@ -262,6 +262,20 @@ async fn an_attempt_begun_during_a_cut_returns_soon_after_the_heal_with_a_low_in
     );
 }
 
+#[tokio::test]
+async fn a_zero_initial_rtt_is_refused() {
+    let certs = Certs::new(&["a"]);
+    let refused = config("a", certs.path())
+        .initial_rtt(Duration::ZERO)
+        .start()
+        .await;
+    assert!(
+        matches!(&refused, Err(ringcast_net::NodeError::Config(m)) if m.contains("initial RTT")),
+        "{:?}",
+        refused.err()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_in_flight_when_link_breaks_is_delivered_exactly_once() {
     let certs = Certs::new(&["p", "a"]);
