@@ -24,8 +24,7 @@
 //!   after the heal (the wait for that timer is reported apart). NATS's
 //!   and Redis's come back on a new connection and read from the sequence
 //!   / id after the last they had; they return when the reader is opened.
-//!   The raw quinn
-//!   stream keeps nothing and has no catch-up.
+//!   The raw quinn stream keeps nothing and has no catch-up.
 //!
 //! Every figure comes from runs whose answers were checked first: an
 //! untimed check run per scenario and contender, then `runs` timed runs
@@ -1035,7 +1034,7 @@ impl NetResults {
             s.push('\n');
         }
         if !self.catchup.is_empty() {
-            let _ = writeln!(s, "**Catch-up** — a consumer returns to a backlog; time from its return until it has every backlog message, reconnect included, against live delivery of the same count over the same path. A consumer returns when it starts to connect again: NATS and Redis when the benchmark opens the reader, ringcast when its backoff timer dials the producer after the link heals. ringcast's wait for that timer (backoff 10–50 ms here) comes before the return and is shown apart, not counted. The raw quinn stream keeps nothing: no catch-up.\n");
+            let _ = writeln!(s, "**Catch-up** — a consumer returns to a backlog; time from its return until it has every backlog message, reconnect included, against live delivery of the same count over the same path. A consumer returns when it starts to connect again: NATS and Redis when the benchmark opens the reader, ringcast when its backoff timer dials the producer after the link heals. ringcast's wait for that timer (backoff {}–{} ms here) comes before the return and is shown apart, not counted. The raw quinn stream keeps nothing: no catch-up.\n", rc::CATCHUP_BACKOFF.0.as_millis(), rc::CATCHUP_BACKOFF.1.as_millis());
             let _ = writeln!(s, "| contender | payload | backlog | live (s) | live rate | catch-up (s) | of which reconnect (s) | catch-up rate | catch-up / live | transfer rate (after reconnect) | transfer / live | before: backoff wait after the heal (s) | check |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|");
             for r in &self.catchup {
                 let ok = r.checked.is_ok() && !r.catchup_s.is_empty();

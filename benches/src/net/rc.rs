@@ -244,6 +244,10 @@ pub(crate) async fn latency(
     Ok(LatencyRun { checker })
 }
 
+/// The catch-up consumer's reconnect backoff: first delay and cap.
+pub(crate) const CATCHUP_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_millis(50));
+
 /// A consumer that returns to a backlog: `backlog` messages are first
 /// delivered live (timed: the live rate over the same path), then the link
 /// is cut through a UDP proxy until the consumer notices, `backlog` more are
@@ -261,7 +265,7 @@ pub(crate) async fn catchup(env: &Env, size: usize, backlog: u64) -> Result<Catc
         // after about 3 ms, as suits loopback, not after a second.
         b.idle_timeout(Duration::from_millis(600))
             .keep_alive(Duration::from_millis(100))
-            .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50))
+            .reconnect_backoff(CATCHUP_BACKOFF.0, CATCHUP_BACKOFF.1)
             .initial_rtt(Duration::from_millis(1))
     })
     .await?;
