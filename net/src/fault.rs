@@ -224,8 +224,7 @@ async fn send(
     }
 }
 
-/// Receive buffers per read: each holds up to 64 KiB, several datagrams
-/// when the kernel coalesced them (GRO).
+/// Buffers an [`Inbox`] fills per read, and the size of each.
 const RECV_BATCH: usize = 8;
 const RECV_BUF: usize = 65_536;
 /// Socket buffer sizes asked for, each way.
@@ -250,20 +249,6 @@ impl Batched {
         Ok(Self { socket, udp })
     }
 
-    /// Waits for datagrams and reads a batch of them into `bufs`.
-    async fn recv(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> std::io::Result<usize> {
-        let mut slices: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-        loop {
-            self.socket.readable().await?;
-            match self.socket.try_io(Interest::READABLE, || {
-                self.udp.recv((&*self.socket).into(), &mut slices, meta)
-            }) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                r => return r,
-            }
-        }
-    }
-
     /// Sends `contents` to `dest`, as datagrams of `segment` bytes (the last
     /// may be shorter) when it holds more than one.
     async fn send(&self, dest: SocketAddr, contents: &[u8], segment: usize) {
@@ -286,6 +271,51 @@ impl Batched {
                 _ => return,
             }
         }
+    }
+}
+
+/// Receive buffers reused from read to read: each holds up to 64 KiB, several
+/// datagrams when the kernel coalesced them.
+struct Inbox {
+    bufs: Vec<Vec<u8>>,
+    meta: [RecvMeta; RECV_BATCH],
+}
+
+impl Inbox {
+    fn new() -> Self {
+        Self {
+            bufs: vec![vec![0u8; RECV_BUF]; RECV_BATCH],
+            meta: [RecvMeta::default(); RECV_BATCH],
+        }
+    }
+
+    /// Waits for datagrams on `from` and reads a batch of them; returns each
+    /// buffer read as its sender, its bytes and its datagram size.
+    async fn recv(
+        &mut self,
+        from: &Batched,
+    ) -> impl Iterator<Item = (SocketAddr, &[u8], usize)> + '_ {
+        let n = loop {
+            let mut slices: Vec<IoSliceMut<'_>> =
+                self.bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            if from.socket.readable().await.is_err() {
+                continue;
+            }
+            match from.socket.try_io(Interest::READABLE, || {
+                from.udp
+                    .recv((&*from.socket).into(), &mut slices, &mut self.meta)
+            }) {
+                Ok(n) => break n,
+                // Not ready after all, or an error a datagram socket reports
+                // (such as an ICMP unreachable): read again.
+                Err(_) => continue,
+            }
+        };
+        self.bufs
+            .iter()
+            .zip(&self.meta)
+            .take(n)
+            .map(|(buf, meta)| (meta.addr, &buf[..meta.len], meta.stride))
     }
 }
 
@@ -359,14 +389,9 @@ async fn forward(
 async fn run(listen: Arc<Batched>, target: Arc<Mutex<SocketAddr>>, state: Arc<Mutex<State>>) {
     let mut upstreams: HashMap<SocketAddr, Arc<Batched>> = HashMap::new();
     let mut tasks = JoinSet::new();
-    let mut bufs = vec![vec![0u8; RECV_BUF]; RECV_BATCH];
-    let mut meta = [RecvMeta::default(); RECV_BATCH];
+    let mut inbox = Inbox::new();
     loop {
-        let Ok(n) = listen.recv(&mut bufs, &mut meta).await else {
-            continue;
-        };
-        for (buf, meta) in bufs.iter().zip(&meta).take(n) {
-            let client = meta.addr;
+        for (client, data, stride) in inbox.recv(&listen).await {
             let upstream = match upstreams.get(&client) {
                 Some(u) => Arc::clone(u),
                 None => {
@@ -387,15 +412,7 @@ async fn run(listen: Arc<Batched>, target: Arc<Mutex<SocketAddr>>, state: Arc<Mu
                 }
             };
             let target = *target.lock();
-            forward(
-                &state,
-                true,
-                &upstream,
-                &buf[..meta.len],
-                meta.stride,
-                target,
-            )
-            .await;
+            forward(&state, true, &upstream, data, stride, target).await;
         }
     }
 }
@@ -407,22 +424,10 @@ async fn back(
     client: SocketAddr,
     state: Arc<Mutex<State>>,
 ) {
-    let mut bufs = vec![vec![0u8; RECV_BUF]; RECV_BATCH];
-    let mut meta = [RecvMeta::default(); RECV_BATCH];
+    let mut inbox = Inbox::new();
     loop {
-        let Ok(n) = upstream.recv(&mut bufs, &mut meta).await else {
-            continue;
-        };
-        for (buf, meta) in bufs.iter().zip(&meta).take(n) {
-            forward(
-                &state,
-                false,
-                &listen,
-                &buf[..meta.len],
-                meta.stride,
-                client,
-            )
-            .await;
+        for (_, data, stride) in inbox.recv(&upstream).await {
+            forward(&state, false, &listen, data, stride, client).await;
         }
     }
 }
