@@ -16,14 +16,16 @@
 //! | std mpsc sync_channel | one bounded channel per reader, a copy per reader | publisher waits |
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 
 use disruptor::{
     BusySpin, EventPoller, MultiConsumerBarrier, Polling, Producer as _, SingleConsumerBarrier,
     SingleProducer, SingleProducerBarrier,
 };
 
-use super::kinds::Kind;
+use super::kinds::{Kind, U64};
 
 /// Where a reader hands what it receives.
 pub trait Sink {
@@ -355,11 +357,135 @@ impl<K: Kind> Contender<K> for StdMpsc {
     }
 }
 
+/// Not a contender: the floor under every contender's latency. One shared
+/// word holds the newest `u64` message; the publisher overwrites it, and the
+/// reader polls it and takes it when it changed. A message crosses as one
+/// store and one load of one cache line, the least any structure shared
+/// between two threads can do, so no ring can deliver faster than this does
+/// on the same two threads. It keeps nothing: a reader that was slower than
+/// the publisher skips to the newest message, and counts the skip as missed
+/// from the sequence numbers messages carry.
+pub struct OneWord;
+
+/// [`OneWord`]'s word, and whether its publisher is gone.
+pub struct OneWordShared {
+    /// The newest message; [`ONE_WORD_EMPTY`] before the first.
+    word: Padded<AtomicU64>,
+    closed: AtomicBool,
+}
+
+/// A cache line (two, against the adjacent-line prefetcher) to itself.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// No message yet. No `u64` message equals it in a run of fewer than
+/// `2^24 - 1` messages: its sequence bits are all ones.
+const ONE_WORD_EMPTY: u64 = u64::MAX;
+
+/// [`OneWord`]'s publisher: dropping it closes the word.
+pub struct OneWordTx(Arc<OneWordShared>);
+
+impl Drop for OneWordTx {
+    fn drop(&mut self) {
+        // Release: a reader that sees `closed` sees the last message too.
+        self.0.closed.store(true, Ordering::Release);
+    }
+}
+
+/// [`OneWord`]'s reader.
+pub struct OneWordRx {
+    shared: Arc<OneWordShared>,
+    /// The word as last taken.
+    last: u64,
+    /// The full sequence number of the next message.
+    next: u64,
+}
+
+impl Contender<U64> for OneWord {
+    const NAME: &'static str = "one shared word (floor)";
+    const LOSSY: bool = true;
+    type Tx = OneWordTx;
+    type Rx = OneWordRx;
+
+    fn new(_capacity: usize, readers: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        let shared = Arc::new(OneWordShared {
+            word: Padded(AtomicU64::new(ONE_WORD_EMPTY)),
+            closed: AtomicBool::new(false),
+        });
+        let rxs = (0..readers)
+            .map(|_| OneWordRx {
+                shared: Arc::clone(&shared),
+                last: ONE_WORD_EMPTY,
+                next: 0,
+            })
+            .collect();
+        (OneWordTx(shared), rxs)
+    }
+
+    #[inline]
+    fn publish(tx: &mut Self::Tx, seq: u64, ts: u64) {
+        // Release: the reader's Acquire load pairs with it (the message is
+        // the word itself; this only orders it before `closed`).
+        tx.0.word.0.store(U64::make(seq, ts), Ordering::Release);
+    }
+
+    #[inline]
+    fn poll(rx: &mut Self::Rx, sink: &mut impl Sink) -> Poll {
+        // `closed` first: if it reads true, the word loaded after it is the
+        // last message.
+        let closed = rx.shared.closed.load(Ordering::Acquire);
+        let word = rx.shared.word.0.load(Ordering::Acquire);
+        if word == rx.last {
+            return if closed { Poll::Closed } else { Poll::Empty };
+        }
+        rx.last = word;
+        let Some((seq_bits, ts)) = U64::parse(&word) else {
+            sink.bad();
+            return Poll::Progress;
+        };
+        let skipped = seq_bits.wrapping_sub(rx.next) & U64::SEQ_MASK;
+        if skipped > 0 {
+            sink.lost(skipped, None);
+            rx.next += skipped;
+        }
+        sink.msg(seq_bits, ts);
+        rx.next += 1;
+        Poll::Progress
+    }
+}
+
 /// A contender and a message type, as a type.
 pub struct Pair<K, C>(PhantomData<fn() -> (K, C)>);
 
 impl<K, C> Default for Pair<K, C> {
     fn default() -> Self {
         Self(PhantomData)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inproc::check::{CheckSink, Checker};
+
+    #[test]
+    fn one_word_counts_what_a_late_reader_skipped() {
+        let (mut tx, mut rxs) = <OneWord as Contender<U64>>::new(4096, 1);
+        let rx = &mut rxs[0];
+        let mut sink = CheckSink(Checker::new(U64::SEQ_MASK));
+        assert_eq!(OneWord::poll(rx, &mut sink), Poll::Empty);
+        OneWord::publish(&mut tx, 0, 7);
+        assert_eq!(OneWord::poll(rx, &mut sink), Poll::Progress);
+        assert_eq!(OneWord::poll(rx, &mut sink), Poll::Empty);
+        for seq in 1..5 {
+            OneWord::publish(&mut tx, seq, 7);
+        }
+        assert_eq!(OneWord::poll(rx, &mut sink), Poll::Progress);
+        assert_eq!((sink.0.delivered, sink.0.missed), (2, 3));
+        OneWord::publish(&mut tx, 5, 7);
+        drop(tx);
+        assert_eq!(OneWord::poll(rx, &mut sink), Poll::Progress);
+        assert_eq!(OneWord::poll(rx, &mut sink), Poll::Closed);
+        assert_eq!(sink.0.verdict(6, true), Ok(()));
     }
 }
