@@ -173,8 +173,8 @@ pub fn run(opts: &Opts, report: &mut Report) {
     let clock = quanta::Clock::new();
     let watchdog = crate::Watchdog::start();
     // Other processes' CPU use during each phase: the noise figure.
-    let mut loads: Vec<(&str, CpuUse)> = Vec::new();
-    let mut meter = CpuMeter::start();
+    let mut loads: Vec<PhaseLoad> = Vec::new();
+    let mut meter = PhaseMeter::start();
 
     // Phase 1: check every pair before timing it.
     progress!("checking {} contender/message-type pairs", benches.len());
@@ -219,8 +219,8 @@ pub fn run(opts: &Opts, report: &mut Report) {
         report.check(GROUP, OneWord::NAME, "u64: paced stream check", outcome);
     }
 
-    loads.push(("check", meter.stop()));
-    meter = CpuMeter::start();
+    loads.push(meter.stop("check"));
+    meter = PhaseMeter::start();
     // Phase 2: throughput, 1 and 2 readers.
     for run in 0..params.runs * usize::from(phase("throughput")) {
         progress!("throughput run {}/{}", run + 1, params.runs);
@@ -250,8 +250,8 @@ pub fn run(opts: &Opts, report: &mut Report) {
         }
     }
 
-    loads.push(("throughput", meter.stop()));
-    meter = CpuMeter::start();
+    loads.push(meter.stop("throughput"));
+    meter = PhaseMeter::start();
     // Phase 3: latency at a paced rate.
     for run in 0..params.runs * usize::from(phase("latency")) {
         progress!("latency run {}/{}", run + 1, params.runs);
@@ -291,8 +291,8 @@ pub fn run(opts: &Opts, report: &mut Report) {
         }
     }
 
-    loads.push(("latency", meter.stop()));
-    meter = CpuMeter::start();
+    loads.push(meter.stop("latency"));
+    meter = PhaseMeter::start();
     // Phase 4: publish cost with idle subscribers.
     progress!("publish cost with idle subscribers");
     for (b, r) in benches.iter().zip(&mut results) {
@@ -318,8 +318,8 @@ pub fn run(opts: &Opts, report: &mut Report) {
         }
     }
 
-    loads.push(("idle subscribers", meter.stop()));
-    meter = CpuMeter::start();
+    loads.push(meter.stop("idle subscribers"));
+    meter = PhaseMeter::start();
     // Phase 5: memory.
     progress!("memory");
     for (b, r) in benches.iter().zip(&mut results) {
@@ -330,8 +330,8 @@ pub fn run(opts: &Opts, report: &mut Report) {
         r.mem = Some(b.memory());
     }
 
-    loads.push(("memory", meter.stop()));
-    meter = CpuMeter::start();
+    loads.push(meter.stop("memory"));
+    meter = PhaseMeter::start();
     // Phase 6: ringcast paced at the disruptor's goodput.
     let find = |name: &str, kind: &str| {
         benches
@@ -376,7 +376,7 @@ pub fn run(opts: &Opts, report: &mut Report) {
         }
         _ => None,
     };
-    loads.push(("keep-up", meter.stop()));
+    loads.push(meter.stop("keep-up"));
     watchdog.disarm();
     progress!("done in {:.0} s", started.elapsed().as_secs_f64());
 
@@ -389,6 +389,49 @@ pub fn run(opts: &Opts, report: &mut Report) {
         (floor_ok && !floor.p50.0.is_empty()).then_some(&floor),
         &loads,
     );
+}
+
+/// Cache-line round trips the probe before and after each phase times.
+const PROBE_ROUND_TRIPS: u64 = 100_000;
+
+/// The CPU use during one phase, and the cache-line round trip just before
+/// and just after it: on a virtual machine the cost of moving a line
+/// between the two cores changes from minute to minute (the two virtual
+/// CPUs may share a physical core's caches or not), and every figure of
+/// the phase moves with it.
+struct PhaseLoad {
+    name: &'static str,
+    cpu: CpuUse,
+    /// ns, before and after.
+    round_trip: [f64; 2],
+}
+
+/// Measures one phase for a [`PhaseLoad`].
+struct PhaseMeter {
+    cpu: CpuMeter,
+    round_trip: f64,
+}
+
+impl PhaseMeter {
+    fn start() -> Self {
+        let round_trip = probe::core_round_trip_ns(PROBE_ROUND_TRIPS);
+        Self {
+            cpu: CpuMeter::start(),
+            round_trip,
+        }
+    }
+
+    fn stop(self, name: &'static str) -> PhaseLoad {
+        let cpu = self.cpu.stop();
+        PhaseLoad {
+            name,
+            cpu,
+            round_trip: [
+                self.round_trip,
+                probe::core_round_trip_ns(PROBE_ROUND_TRIPS),
+            ],
+        }
+    }
 }
 
 /// Index of the ringcast pair for a message type.
@@ -447,7 +490,7 @@ fn write_sections(
     results: &[Results],
     keep_up: Option<&KeepUp>,
     floor: Option<&LatResults>,
-    loads: &[(&str, CpuUse)],
+    loads: &[PhaseLoad],
 ) {
     let kinds = kinds_in(benches);
     let runs = params.runs;
@@ -508,19 +551,29 @@ fn write_sections(
         "this process, cores",
         "other processes, cores",
         "steal, cores",
+        "cache-line round trip, before → after",
     ])
     .caption(
         "Machine load during each phase (the noise figure: with 2 cores, other work \
-              above ~0.2 cores means readers and publishers were descheduled)",
+              above ~0.2 cores means readers and publishers were descheduled; the round \
+              trip of one cache line between two threads, probed just before and after the \
+              phase, is the price of every handoff between publisher and reader, and on this \
+              virtual machine it changes severalfold from minute to minute)",
     );
-    for (phase, cpu) in loads {
+    for PhaseLoad {
+        name,
+        cpu,
+        round_trip: [before, after],
+    } in loads
+    {
         let wall = cpu.wall.as_secs_f64().max(1e-9);
         t.row(vec![
-            phase.to_string(),
+            name.to_string(),
             format!("{wall:.1} s"),
             format!("{:.2}", cpu.own_secs / wall),
             format!("{:.2}", cpu.others_secs / wall),
             format!("{:.2}", cpu.steal_secs / wall),
+            format!("{before:.0} ns → {after:.0} ns"),
         ]);
     }
     s.table(t);
@@ -903,10 +956,29 @@ fn write_sections(
             dis.tp_samples(1, |t| t.publish_rate),
         );
         let ratio = a.median() / d.median();
+        // Where the disruptor's reader did not hold its publisher back, the
+        // ratio is that of the two publish paths alone.
+        let paths = match (&rc.idle[0], &dis.idle[1]) {
+            (Some(own), Some(theirs)) if ratio < 1.5 => {
+                let pace = |rate: f64, ns: f64| 100.0 * rate * ns * 1e-9;
+                format!(
+                    ". Without a reader running (publish cost table), ringcast publishes in {} \
+                     and the disruptor in {}, so ringcast's rate is the higher one only where \
+                     the disruptor's reader holds its publisher back. Here the disruptor's \
+                     publisher ran at {:.0}% of the pace its publish path allows alone \
+                     (ringcast's at {:.0}%)",
+                    fmt_ns(own.median()),
+                    fmt_ns(theirs.median()),
+                    pace(d.median(), theirs.median()),
+                    pace(a.median(), own.median()),
+                )
+            }
+            _ => String::new(),
+        };
         t.row(vec![
             "u64, 1 reader: publish rate ≥ 1.5× disruptor's".into(),
             format!(
-                "{} vs {}: {}",
+                "{} vs {}: {}{paths}",
                 fmt_rate(a.median()),
                 fmt_rate(d.median()),
                 fmt_ratio(ratio)
