@@ -343,7 +343,7 @@ impl BytePublisher {
         let mut packer = Packer {
             arena: &shared.arena,
             word: shared.word_of(pos),
-            acc: [0; 8],
+            acc: 0,
             fill: 0,
         };
         for part in parts {
@@ -408,11 +408,35 @@ impl std::fmt::Debug for BytePublisher {
 }
 
 /// Packs byte slices into arena words, wrapping at the arena's end.
+///
+/// The bytes of a word not yet complete wait in a register, not in a byte
+/// array: a word stored byte by byte and then loaded whole stalls the
+/// store-to-load forwarding of the core, once or twice per message.
 struct Packer<'a> {
     arena: &'a [AtomicU64],
     word: usize,
-    acc: [u8; 8],
+    /// The first `fill` bytes of the next word, byte `i` in bits `8 * i..`.
+    acc: u64,
     fill: usize,
+}
+
+/// The bytes of `bytes` (fewer than 8), byte `i` in bits `8 * i..` and the
+/// rest zero, read without a loop: two overlapping reads cover any length.
+#[inline]
+fn low_bytes(bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    debug_assert!(n < 8);
+    if n >= 4 {
+        let first = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let last = u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]]);
+        u64::from(first) | u64::from(last) << (8 * (n - 4))
+    } else if n > 0 {
+        u64::from(bytes[0])
+            | u64::from(bytes[n / 2]) << (8 * (n / 2))
+            | u64::from(bytes[n - 1]) << (8 * (n - 1))
+    } else {
+        0
+    }
 }
 
 impl Packer<'_> {
@@ -427,17 +451,25 @@ impl Packer<'_> {
         }
     }
 
+    /// Emits the pending bytes, byte `i` at the `i`-th byte of the word in
+    /// memory, as the whole words of [`push`](Self::push) are.
+    #[inline]
+    fn emit_pending(&mut self) {
+        self.emit(u64::from_le(self.acc));
+    }
+
     #[inline]
     fn push(&mut self, mut bytes: &[u8]) {
         if self.fill > 0 {
             let take = (8 - self.fill).min(bytes.len());
-            self.acc[self.fill..self.fill + take].copy_from_slice(&bytes[..take]);
+            self.acc |= low_bytes(&bytes[..take]) << (8 * self.fill);
             self.fill += take;
             bytes = &bytes[take..];
             if self.fill < 8 {
                 return;
             }
-            self.emit(u64::from_ne_bytes(self.acc));
+            self.emit_pending();
+            self.acc = 0;
             self.fill = 0;
         }
         let mut chunks = bytes.chunks_exact(8);
@@ -447,15 +479,14 @@ impl Packer<'_> {
             self.emit(u64::from_ne_bytes(word));
         }
         let rest = chunks.remainder();
-        self.acc[..rest.len()].copy_from_slice(rest);
+        self.acc = low_bytes(rest);
         self.fill = rest.len();
     }
 
     #[inline]
     fn finish(mut self) {
         if self.fill > 0 {
-            self.acc[self.fill..].fill(0);
-            self.emit(u64::from_ne_bytes(self.acc));
+            self.emit_pending();
         }
     }
 }
