@@ -410,8 +410,9 @@ impl std::fmt::Debug for BytePublisher {
 /// Packs byte slices into arena words, wrapping at the arena's end.
 ///
 /// The bytes of a word not yet complete wait in a register, not in a byte
-/// array: a word stored byte by byte and then loaded whole stalls the
-/// store-to-load forwarding of the core, once or twice per message.
+/// array: a word stored byte by byte and then loaded whole cannot be
+/// forwarded from the store buffer, and the load stalls until the stores
+/// land, once or twice per message.
 struct Packer<'a> {
     arena: &'a [AtomicU64],
     word: usize,
