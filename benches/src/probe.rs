@@ -1,12 +1,10 @@
-//! Two measurements of the machine itself, reported next to the figures
-//! they explain: what a cache-line transfer between two cores costs, and how
-//! often a thread that never blocks still loses its core (interrupts,
-//! hypervisor exits, other processes). On a shared virtual machine both
-//! change from minute to minute.
+//! A measurement of the machine itself, reported next to the figures it
+//! explains: what a cache-line transfer between two cores costs. On a shared
+//! virtual machine it changes from minute to minute.
 
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Round trip, in ns, of one cache line bounced between two threads (two
 /// transfers between cores when the scheduler puts them on different
@@ -42,66 +40,4 @@ pub fn core_round_trip_ns(round_trips: u64) -> f64 {
     });
     means.sort_by(f64::total_cmp);
     means[means.len() / 2]
-}
-
-/// How often a thread spinning on its own lost its core, during `run`.
-#[derive(Debug, Clone, Copy)]
-pub struct Stalls {
-    /// How long the probe ran.
-    pub run: Duration,
-    /// The gap between consecutive clock reads that counts as a stall.
-    pub threshold: Duration,
-    /// Gaps longer than `threshold`.
-    pub count: u64,
-    /// The longest gap.
-    pub longest: Duration,
-}
-
-impl Stalls {
-    /// Stalls per second.
-    pub fn per_second(&self) -> f64 {
-        self.count as f64 / self.run.as_secs_f64()
-    }
-}
-
-/// Spins reading the clock for `run` and counts the gaps between
-/// consecutive reads longer than `threshold`: times the thread was not
-/// running although it never blocked. A second thread spins meanwhile, as a
-/// publisher does next to its reader, so that other work on the machine
-/// finds no idle core either.
-pub fn stalls(run: Duration, threshold: Duration) -> Stalls {
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // Relaxed: a stop flag; nothing else is published through it.
-            while !done.load(Ordering::Relaxed) {
-                spin_loop();
-            }
-        });
-        let stalls = probe_stalls(run, threshold);
-        done.store(true, Ordering::Relaxed);
-        stalls
-    })
-}
-
-fn probe_stalls(run: Duration, threshold: Duration) -> Stalls {
-    let start = Instant::now();
-    let mut last = start;
-    let mut count = 0;
-    let mut longest = Duration::ZERO;
-    while last - start < run {
-        let now = Instant::now();
-        let gap = now - last;
-        if gap > threshold {
-            count += 1;
-        }
-        longest = longest.max(gap);
-        last = now;
-    }
-    Stalls {
-        run: last - start,
-        threshold,
-        count,
-        longest,
-    }
 }

@@ -454,6 +454,156 @@ impl Contender<U64> for OneWord {
     }
 }
 
+/// Not a contender: the floor under every publisher's rate. A ring of
+/// `capacity` words in which the publisher stores each `u64` message into
+/// its slot and does nothing else: no head, no reservation, no check, no
+/// waiting. Its readers tell a new message from an old one by the sequence
+/// number each benchmark message carries, which no general ring can rely
+/// on. A publisher cannot do less per message than store it, so with the
+/// same readers reading behind it no ring can publish faster than this on
+/// the same threads. A reader that finds its slot already rewritten
+/// resumes at the oldest message that slot's content proves may still be
+/// intact, and counts the rest as missed. Runs must publish fewer than
+/// 2^23 messages (sequence numbers carry 24 bits).
+pub struct SlotStores;
+
+/// [`SlotStores`]' slots, and whether its publisher is gone.
+pub struct SlotStoresShared {
+    /// Message `seq` lives in slot `seq % slots.len()`; [`SLOT_EMPTY`]
+    /// before the first message reaches it.
+    slots: Box<[AtomicU64]>,
+    closed: Padded<AtomicBool>,
+}
+
+/// No message yet: its sequence bits are all ones, so to a reader expecting
+/// a message below 2^23 it reads as older than that message.
+const SLOT_EMPTY: u64 = u64::MAX;
+
+/// [`SlotStores`]' publisher: dropping it closes the ring.
+pub struct SlotStoresTx(Arc<SlotStoresShared>);
+
+impl Drop for SlotStoresTx {
+    fn drop(&mut self) {
+        // Release: a reader that sees `closed` sees every message too.
+        self.0.closed.0.store(true, Ordering::Release);
+    }
+}
+
+/// [`SlotStores`]' reader.
+pub struct SlotStoresRx {
+    shared: Arc<SlotStoresShared>,
+    /// The full sequence number of the next message.
+    next: u64,
+}
+
+/// What a reader found in the slot of the message it expects.
+enum Found {
+    /// The message itself.
+    It,
+    /// A later message, this many after the expected one.
+    Later(u64),
+    /// An earlier message, or none yet: the expected one is not there yet.
+    NotYet,
+}
+
+impl SlotStoresRx {
+    fn look(&self, word: u64) -> Found {
+        let (seq_bits, _) = unpack(word);
+        match seq_bits.wrapping_sub(self.next) & U64::SEQ_MASK {
+            0 => Found::It,
+            ahead if ahead <= U64::SEQ_MASK / 2 => Found::Later(ahead),
+            _ => Found::NotYet,
+        }
+    }
+
+    fn slot(&self) -> &AtomicU64 {
+        let slots = &self.shared.slots;
+        // `slots.len()` is a power of two.
+        &slots[self.next as usize & (slots.len() - 1)]
+    }
+
+    /// Hands `word`, found in the expected message's slot and not
+    /// [`Found::NotYet`], to `sink`.
+    fn take(&mut self, word: u64, found: Found, sink: &mut impl Sink) {
+        match found {
+            Found::It => {
+                let (seq_bits, ts) = unpack(word);
+                sink.msg(seq_bits, ts);
+                self.next += 1;
+            }
+            Found::Later(ahead) => {
+                // The slot holds message `next + ahead`, so every message
+                // up to `ahead - len` after `next` had its slot rewritten.
+                // Resuming right after them would put the reader where the
+                // publisher writes next; like ringcast's readers, it skips
+                // a sixteenth of the ring further.
+                let len = self.shared.slots.len() as u64;
+                let missed = ahead - len + 1 + len / 16;
+                self.next += missed;
+                sink.lost(missed, Some(self.next));
+            }
+            Found::NotYet => unreachable!("take is only called with a message"),
+        }
+    }
+}
+
+fn unpack(word: u64) -> (u64, u64) {
+    U64::parse(&word).expect("every u64 parses")
+}
+
+impl Contender<U64> for SlotStores {
+    const NAME: &'static str = "one store per message (floor)";
+    const LOSSY: bool = true;
+    type Tx = SlotStoresTx;
+    type Rx = SlotStoresRx;
+
+    fn new(capacity: usize, readers: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        let len = capacity.next_power_of_two();
+        let shared = Arc::new(SlotStoresShared {
+            slots: (0..len).map(|_| AtomicU64::new(SLOT_EMPTY)).collect(),
+            closed: Padded(AtomicBool::new(false)),
+        });
+        let rxs = (0..readers)
+            .map(|_| SlotStoresRx {
+                shared: Arc::clone(&shared),
+                next: 0,
+            })
+            .collect();
+        (SlotStoresTx(shared), rxs)
+    }
+
+    #[inline]
+    fn publish(tx: &mut Self::Tx, seq: u64, ts: u64) {
+        let slots = &tx.0.slots;
+        // Release: the message is the word itself; this only orders it
+        // before the next messages and `closed`.
+        slots[seq as usize & (slots.len() - 1)].store(U64::make(seq, ts), Ordering::Release);
+    }
+
+    #[inline]
+    fn poll(rx: &mut Self::Rx, sink: &mut impl Sink) -> Poll {
+        for n in 0..BATCH {
+            let word = rx.slot().load(Ordering::Acquire);
+            match rx.look(word) {
+                Found::NotYet if n > 0 => return Poll::Progress,
+                Found::NotYet => {
+                    // `closed` first, then the slot once more: if `closed`
+                    // read true, that load sees the last message.
+                    let closed = rx.shared.closed.0.load(Ordering::Acquire);
+                    let word = rx.slot().load(Ordering::Acquire);
+                    match rx.look(word) {
+                        Found::NotYet if closed => return Poll::Closed,
+                        Found::NotYet => return Poll::Empty,
+                        found => rx.take(word, found, sink),
+                    }
+                }
+                found => rx.take(word, found, sink),
+            }
+        }
+        Poll::Progress
+    }
+}
+
 /// A contender and a message type, as a type.
 pub struct Pair<K, C>(PhantomData<fn() -> (K, C)>);
 
@@ -487,5 +637,30 @@ mod tests {
         assert_eq!(OneWord::poll(rx, &mut sink), Poll::Progress);
         assert_eq!(OneWord::poll(rx, &mut sink), Poll::Closed);
         assert_eq!(sink.0.verdict(6, true), Ok(()));
+    }
+
+    #[test]
+    fn slot_stores_deliver_in_order_and_count_what_was_rewritten() {
+        let (mut tx, mut rxs) = <SlotStores as Contender<U64>>::new(32, 2);
+        let mut sinks = [(); 2].map(|()| CheckSink(Checker::new(U64::SEQ_MASK)));
+        assert_eq!(SlotStores::poll(&mut rxs[0], &mut sinks[0]), Poll::Empty);
+        // Reader 0 keeps up; reader 1 is lapped: after message 80 the slots
+        // hold 49..=80.
+        for seq in 0..81 {
+            SlotStores::publish(&mut tx, seq, 7);
+            assert_eq!(SlotStores::poll(&mut rxs[0], &mut sinks[0]), Poll::Progress);
+        }
+        assert_eq!(SlotStores::poll(&mut rxs[1], &mut sinks[1]), Poll::Progress);
+        // Its slot for message 0 holds 64, which proves 0..=32 rewritten; it
+        // resumes 2 (a sixteenth of 32) further, at 35. There it finds 67,
+        // so 35..=37 are gone too: it skips to 38, and so on, 3 at a time,
+        // to 50, which is intact, as is everything after it.
+        assert_eq!((sinks[1].0.delivered, sinks[1].0.missed), (31, 50));
+        drop(tx);
+        for (rx, sink) in rxs.iter_mut().zip(&mut sinks) {
+            while SlotStores::poll(rx, sink) != Poll::Closed {}
+            assert_eq!(sink.0.verdict(81, true), Ok(()));
+        }
+        assert_eq!(sinks[0].0.delivered, 81);
     }
 }

@@ -22,9 +22,20 @@ const SPINS_BEFORE_YIELD: u32 = 100;
 /// (then yielding) while it is empty. Every reader of every contender waits
 /// this same way: the benchmark measures the structures, not their parking.
 fn read_until_closed<K: Kind, C: Contender<K>>(rx: &mut C::Rx, sink: &mut impl Sink) {
+    read_until_closed_with::<K, C>(rx, sink, || {});
+}
+
+/// [`read_until_closed`], calling `after_poll` after every poll.
+fn read_until_closed_with<K: Kind, C: Contender<K>>(
+    rx: &mut C::Rx,
+    sink: &mut impl Sink,
+    mut after_poll: impl FnMut(),
+) {
     let mut idle = 0u32;
     loop {
-        match C::poll(rx, sink) {
+        let poll = C::poll(rx, sink);
+        after_poll();
+        match poll {
             Poll::Progress => idle = 0,
             Poll::Empty => {
                 idle += 1;
@@ -74,6 +85,12 @@ pub struct Throughput {
     pub delivered: u64,
     /// Messages announced lost, all readers together.
     pub missed: u64,
+    /// Paced runs only: the longest time any reader went between the ends
+    /// of two consecutive polls. A poll hands over at most a batch of
+    /// messages, so a gap much longer than that takes means the reader was
+    /// off its core (preempted, or yielded while caught up and not run again
+    /// for a while), and could not have read anything meanwhile.
+    pub reader_away: Option<Duration>,
 }
 
 impl Throughput {
@@ -88,9 +105,17 @@ impl Throughput {
     }
 }
 
+/// Messages a paced publisher publishes back to back between two looks at
+/// the clock.
+const PACE_GROUP: u64 = 64;
+
 /// `readers` reader threads and a publisher (this thread) publish `count`
-/// messages as fast as possible, or at `rate` messages per second if given
-/// (the schedule is absolute: a publisher that fell behind catches up).
+/// messages as fast as possible, or at `rate` messages per second if given.
+/// Paced, the publisher publishes groups of [`PACE_GROUP`] messages, each
+/// due one group's time after the one before; a publisher that was held up
+/// does not burst to catch up, so no reader ever faces more than the rate
+/// (over more than two groups). Paced runs also time each reader's absences
+/// ([`Throughput::reader_away`]).
 pub fn throughput<K: Kind, C: Contender<K>>(
     readers: usize,
     count: u64,
@@ -98,6 +123,9 @@ pub fn throughput<K: Kind, C: Contender<K>>(
 ) -> Result<Throughput, String> {
     let (mut tx, rxs) = C::new(CAPACITY, readers);
     let start = Barrier::new(readers + 1);
+    // Paced runs only: a clock cheap enough to read after every poll.
+    let clock = rate.map(|_| quanta::Clock::new());
+    let clock = clock.as_ref();
     let (t0, publish_time, ends) = std::thread::scope(|s| {
         let handles: Vec<_> = rxs
             .into_iter()
@@ -106,8 +134,22 @@ pub fn throughput<K: Kind, C: Contender<K>>(
                 s.spawn(move || {
                     let mut sink = CheckSink(Checker::new(K::SEQ_MASK));
                     start.wait();
-                    read_until_closed::<K, C>(&mut rx, &mut sink);
-                    (sink.0, Instant::now())
+                    let away = match clock {
+                        None => {
+                            read_until_closed::<K, C>(&mut rx, &mut sink);
+                            None
+                        }
+                        Some(clock) => {
+                            let (mut last, mut longest) = (clock.raw(), 0);
+                            read_until_closed_with::<K, C>(&mut rx, &mut sink, || {
+                                let now = clock.raw();
+                                longest = longest.max(now.saturating_sub(last));
+                                last = now;
+                            });
+                            Some(Duration::from_nanos(clock.delta_as_nanos(0, longest)))
+                        }
+                    };
+                    (sink.0, Instant::now(), away)
                 })
             })
             .collect();
@@ -120,13 +162,16 @@ pub fn throughput<K: Kind, C: Contender<K>>(
                 }
             }
             Some(rate) => {
-                let ns_per_msg = 1e9 / rate;
+                let group = Duration::from_secs_f64(PACE_GROUP as f64 / rate);
+                let mut due = t0;
                 for seq in 0..count {
-                    if seq % 64 == 0 {
-                        let due = Duration::from_nanos((seq as f64 * ns_per_msg) as u64);
-                        while t0.elapsed() < due {
+                    if seq % PACE_GROUP == 0 {
+                        let mut now = Instant::now();
+                        while now < due {
                             spin_loop();
+                            now = Instant::now();
                         }
+                        due = (due + group).max(now);
                     }
                     C::publish(&mut tx, seq, 0);
                 }
@@ -134,19 +179,19 @@ pub fn throughput<K: Kind, C: Contender<K>>(
         }
         let publish_time = t0.elapsed();
         drop(tx);
-        let ends: Vec<(Checker, Instant)> = handles
+        let ends: Vec<(Checker, Instant, Option<Duration>)> = handles
             .into_iter()
             .map(|h| h.join().expect("reader thread panicked"))
             .collect();
         (t0, publish_time, ends)
     });
-    let checkers: Vec<Checker> = ends.iter().map(|(c, _)| c.clone()).collect();
+    let checkers: Vec<Checker> = ends.iter().map(|(c, _, _)| c.clone()).collect();
     verdicts(&checkers, count, C::LOSSY)?;
     let goodput = if ends.is_empty() {
         f64::NAN
     } else {
         ends.iter()
-            .map(|(c, end)| c.delivered as f64 / end.duration_since(t0).as_secs_f64())
+            .map(|(c, end, _)| c.delivered as f64 / end.duration_since(t0).as_secs_f64())
             .sum::<f64>()
             / ends.len() as f64
     };
@@ -155,6 +200,7 @@ pub fn throughput<K: Kind, C: Contender<K>>(
         goodput,
         delivered: checkers.iter().map(|c| c.delivered).sum(),
         missed: checkers.iter().map(|c| c.missed).sum(),
+        reader_away: ends.iter().filter_map(|(_, _, away)| *away).max(),
     })
 }
 
