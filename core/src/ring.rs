@@ -34,6 +34,10 @@
 //! step 3 accepts, every word came from the write of `c` itself, which the
 //! Acquire load of `head` made visible.
 //!
+//! A batch of messages `c..c + n` takes step 1 for all of them, then steps 2
+//! and 3 once, for `c`: a write that destroys any of them is of some
+//! `s >= c + slots`, so the same check rejects the batch.
+//!
 //! Why `step` and the extra `step - 1` slots: reserving one message at a time
 //! would rewrite `reserved` on every publish, and every reader validating a
 //! copy would pull that cache line back from the publisher. Reserving `step`
@@ -458,6 +462,53 @@ impl<T: NoUninit> Shared<T> {
         Ok(unsafe { value.assume_init() })
     }
 
+    /// Up to `max` receives at `pos` at once, at most up to the cached head,
+    /// appended to `out`: the same steps as [`try_recv`](Self::try_recv),
+    /// with one validation for all the copies. A write that destroys any message `c >= seq` of the batch
+    /// stored `reserved > c + slots >= seq + slots` before its release fence,
+    /// so if any load saw a word it stored, the check of `seq` fails.
+    #[inline]
+    fn try_recv_many(
+        &self,
+        pos: &mut ReadPos,
+        out: &mut Vec<T>,
+        max: usize,
+    ) -> Result<usize, TryRecvError> {
+        let seq = pos.cursor;
+        if max == 0 {
+            return Ok(0);
+        }
+        if seq >= pos.head {
+            self.refresh_head(pos)?;
+        }
+        // Below `max`, a `usize`.
+        let n = (pos.head - seq).min(max as u64) as usize;
+        out.reserve(n);
+        let mut slot = pos.slot;
+        for dst in &mut out.spare_capacity_mut()[..n] {
+            *dst = self.load(slot);
+            slot += 1;
+            if slot as u64 == self.slots {
+                slot = 0;
+            }
+        }
+        // Acquire fence, then `reserved`: as in `try_recv`.
+        fence(Ordering::Acquire);
+        let oldest = self.oldest_given(self.reserved.load(Ordering::Relaxed));
+        if seq < oldest {
+            return Err(self.expire(pos, oldest));
+        }
+        pos.cursor = seq + n as u64;
+        pos.slot = slot;
+        // SAFETY: the `n` elements after `out.len()` are within the capacity
+        // reserved above, and each holds a valid `T`: every message
+        // `seq..seq + n` is below a head loaded with Acquire and at or above
+        // `oldest`, so, as in `try_recv`, its words are the ones stored for
+        // it, the bytes of a `T` without padding.
+        unsafe { out.set_len(out.len() + n) };
+        Ok(n)
+    }
+
     /// Reloads the head once the cursor has caught up with the cached one:
     /// `Err(Empty)` or `Err(Closed)` if there is still nothing to read.
     #[cold]
@@ -497,6 +548,27 @@ impl<T: NoUninit> Subscriber<T> {
     #[inline]
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         self.shared.try_recv(&mut self.pos)
+    }
+
+    /// Takes up to `max` messages at once, appending them to `out` in
+    /// order, and returns how many; never blocks. Cheaper per message than
+    /// [`try_recv`](Self::try_recv) when several are waiting: the copies are
+    /// checked against expiry together, once.
+    ///
+    /// A batch stops short of `max` at the head this subscriber last loaded
+    /// (it loads the head again only once it has read up to it, as
+    /// `try_recv` does), so it may return fewer messages than are
+    /// published; the next call takes the rest. When it returns `Ok`, it
+    /// took at least one (for `max > 0`).
+    ///
+    /// Errors as `try_recv` does, and then appends nothing: `Empty` or
+    /// `Closed` when no message is waiting, and `Expired { missed,
+    /// resume_seq }` when the next message was overwritten (the cursor has
+    /// moved to `resume_seq`; the next call continues from there). With
+    /// `max == 0` it returns `Ok(0)` and looks at nothing.
+    #[inline]
+    pub fn try_recv_many(&mut self, out: &mut Vec<T>, max: usize) -> Result<usize, TryRecvError> {
+        self.shared.try_recv_many(&mut self.pos, out, max)
     }
 
     /// Waits for the next message: spins briefly, then parks the thread.

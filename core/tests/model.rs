@@ -1,5 +1,6 @@
-//! Property tests: random sequences of publishes, receives, subscriptions,
-//! clones and a close, replayed against the rings and against a reference
+//! Property tests: random sequences of publishes, receives (one at a time,
+//! and in batches where the ring has them), subscriptions, clones and a
+//! close, replayed against the rings and against a reference
 //! model built on a `VecDeque` that applies the documented rules directly.
 //! Every result must match the model's: values, `Expired { missed,
 //! resume_seq }`, `Empty`, `Closed`, subscription errors, heads and cursors.
@@ -29,6 +30,9 @@ enum Op {
     },
     /// `try_recv` on reader `i % readers`.
     TryRecv(usize),
+    /// `try_recv_many(max)` on reader `i % readers`, where the ring has it
+    /// (the typed ring); a no-op elsewhere.
+    TryRecvMany(usize, usize),
     /// A new reader at the head.
     Subscribe,
     /// `subscribe_at(oldest_held + offset)`: below, inside and beyond.
@@ -44,6 +48,7 @@ fn op(max_len: usize) -> impl Strategy<Value = Op> {
         6 => (any::<u64>(), 0..=max_len, proptest::option::of((0..64usize, 0..64usize)))
             .prop_map(|(value, len, split)| Op::Publish { value, len, split }),
         6 => (0..8usize).prop_map(Op::TryRecv),
+        3 => (0..8usize, 0..12usize).prop_map(|(i, max)| Op::TryRecvMany(i, max)),
         1 => Just(Op::Subscribe),
         1 => (-3i64..12).prop_map(Op::SubscribeAt),
         1 => (0..8usize).prop_map(Op::Clone),
@@ -86,6 +91,23 @@ fn replay<R: Ring>(
                 let got = R::try_recv(&mut readers[i]);
                 let expected = model.try_recv(i);
                 prop_assert_eq!(got, expected, "step {}: {:?} reader {}", step, op, i);
+            }
+            Op::TryRecvMany(i, max) => {
+                let i = i % readers.len();
+                if let Some(got) = R::try_recv_many(&mut readers[i], max) {
+                    // A batch may stop short of `max` at the head the reader
+                    // last loaded, but takes at least one message when the
+                    // model has one, and exactly the model's next ones.
+                    let expected = match &got {
+                        Ok(batch) if max > 0 => {
+                            prop_assert!(!batch.is_empty(), "step {}: empty batch", step);
+                            prop_assert!(batch.len() <= max, "step {}: batch over max", step);
+                            model.try_recv_many(i, batch.len())
+                        }
+                        _ => model.try_recv_many(i, max),
+                    };
+                    prop_assert_eq!(got, expected, "step {}: {:?} reader {}", step, op, i);
+                }
             }
             Op::Subscribe => {
                 readers.push(ring.subscribe());

@@ -1,6 +1,6 @@
 //! Multi-threaded stress of both rings: one publisher thread and several
 //! readers (spinning, blocking, async, and one that sleeps so that it gets
-//! lapped). Every value a reader receives must be exactly the one published
+//! lapped; on the typed ring also batch readers, spinning and sleeping). Every value a reader receives must be exactly the one published
 //! under the sequence number its cursor stood at — so a torn or misplaced
 //! read is caught — in strict order, and over the reader's life
 //! `delivered + missed` must equal the number published.
@@ -75,7 +75,29 @@ enum Mode {
     Async,
     /// `try_recv`, sleeping regularly: it falls behind and gets lapped.
     Sleepy,
+    /// `try_recv_many` of up to [`BATCH`] in a loop, spinning on `Empty`.
+    Batch,
+    /// `try_recv_many`, sleeping regularly like `Sleepy`.
+    SleepyBatch,
 }
+
+impl Mode {
+    /// Whether it polls (and may see `Empty`) instead of waiting.
+    fn polls(self) -> bool {
+        matches!(
+            self,
+            Mode::Spin | Mode::Sleepy | Mode::Batch | Mode::SleepyBatch
+        )
+    }
+
+    /// Whether it sleeps regularly, to be lapped.
+    fn sleeps(self) -> bool {
+        matches!(self, Mode::Sleepy | Mode::SleepyBatch)
+    }
+}
+
+/// Most messages one batch receive takes.
+const BATCH: usize = 16;
 
 /// What one reader saw.
 #[derive(Debug, Default)]
@@ -88,9 +110,13 @@ struct Stats {
 
 /// One receive's outcome, normalized over the rings and the waiting modes.
 enum Got {
-    Value,
+    /// This many values, each checked.
+    Values(u64),
     Empty,
-    Expired { missed: u64, resume_seq: u64 },
+    Expired {
+        missed: u64,
+        resume_seq: u64,
+    },
     Closed,
 }
 
@@ -110,15 +136,17 @@ fn run_reader(
         let seq = cursor();
         assert_eq!(seq, expected, "{mode:?}: cursor moved on its own");
         match recv(mode) {
-            Got::Value => {
-                stats.delivered += 1;
-                expected = seq + 1;
-                if mode == Mode::Sleepy && stats.delivered % 32 == 0 {
+            Got::Values(n) => {
+                assert!(n >= 1, "{mode:?}: an empty batch");
+                let before = stats.delivered;
+                stats.delivered += n;
+                expected = seq + n;
+                if mode.sleeps() && before / 32 != stats.delivered / 32 {
                     thread::sleep(Duration::from_millis(2));
                 }
             }
             Got::Empty => {
-                assert!(matches!(mode, Mode::Spin | Mode::Sleepy));
+                assert!(mode.polls());
                 empty_spins += 1;
                 if empty_spins.is_multiple_of(64) {
                     thread::yield_now();
@@ -193,21 +221,38 @@ fn from_try_recv_error(e: TryRecvError) -> Got {
 fn typed_reader(mut sub: Subscriber<Msg>, mode: Mode) -> Stats {
     let start = sub.cursor();
     let sub = std::cell::RefCell::new(&mut sub);
+    let mut batch = Vec::with_capacity(BATCH);
     run_reader(
         mode,
         start,
         |mode| {
             let mut sub = sub.borrow_mut();
             let seq = sub.cursor();
+            if matches!(mode, Mode::Batch | Mode::SleepyBatch) {
+                batch.clear();
+                return match sub.try_recv_many(&mut batch, BATCH) {
+                    Ok(n) => {
+                        assert_eq!(n, batch.len(), "{mode:?}: count against values");
+                        for (seq, value) in (seq..).zip(&batch) {
+                            assert_eq!(*value, Msg::of(seq), "{mode:?}: torn or misplaced");
+                        }
+                        Got::Values(n as u64)
+                    }
+                    Err(e) => {
+                        assert!(batch.is_empty(), "{mode:?}: an error appended values");
+                        from_try_recv_error(e)
+                    }
+                };
+            }
             let result = match mode {
-                Mode::Spin | Mode::Sleepy => sub.try_recv().map_err(from_try_recv_error),
                 Mode::Blocking => sub.recv().map_err(from_recv_error),
                 Mode::Async => block_on(sub.recv_async()).map_err(from_recv_error),
+                _ => sub.try_recv().map_err(from_try_recv_error),
             };
             match result {
                 Ok(value) => {
                     assert_eq!(value, Msg::of(seq), "{mode:?}: torn or misplaced value");
-                    Got::Value
+                    Got::Values(1)
                 }
                 Err(got) => got,
             }
@@ -227,9 +272,9 @@ fn byte_reader(mut sub: ByteSubscriber, mode: Mode) -> Stats {
             let mut sub = sub.borrow_mut();
             let seq = sub.cursor();
             let result = match mode {
-                Mode::Spin | Mode::Sleepy => sub.try_recv(&mut buf).map_err(from_try_recv_error),
                 Mode::Blocking => sub.recv(&mut buf).map_err(from_recv_error),
                 Mode::Async => block_on(sub.recv_async(&mut buf)).map_err(from_recv_error),
+                _ => sub.try_recv(&mut buf).map_err(from_try_recv_error),
             };
             match result {
                 Ok(got_seq) => {
@@ -238,7 +283,7 @@ fn byte_reader(mut sub: ByteSubscriber, mode: Mode) -> Stats {
                         buf == payload(seq),
                         "{mode:?}: torn or misplaced payload at {seq}"
                     );
-                    Got::Value
+                    Got::Values(1)
                 }
                 Err(got) => got,
             }
@@ -262,6 +307,15 @@ fn publish_for(duration: Duration, mut publish: impl FnMut(u64) -> u64) -> u64 {
 }
 
 const MODES: [Mode; 4] = [Mode::Spin, Mode::Blocking, Mode::Async, Mode::Sleepy];
+/// The typed ring has batch receives too.
+const TYPED_MODES: [Mode; 6] = [
+    Mode::Spin,
+    Mode::Blocking,
+    Mode::Async,
+    Mode::Sleepy,
+    Mode::Batch,
+    Mode::SleepyBatch,
+];
 
 fn check(published: u64, results: &[(Mode, Stats)]) {
     for (mode, stats) in results {
@@ -272,8 +326,11 @@ fn check(published: u64, results: &[(Mode, Stats)]) {
             "{mode:?}: delivered + missed"
         );
         assert_eq!(stats.final_cursor, published, "{mode:?}: final cursor");
-        if *mode == Mode::Sleepy {
-            assert!(stats.expiries > 0, "the sleeping reader was never lapped");
+        if mode.sleeps() {
+            assert!(
+                stats.expiries > 0,
+                "{mode:?}: the sleeping reader was never lapped"
+            );
         } else {
             assert!(
                 stats.delivered >= 1000.min(published),
@@ -289,7 +346,7 @@ fn check(published: u64, results: &[(Mode, Stats)]) {
 #[test]
 fn typed_ring_stress() {
     let (mut publisher, first) = channel::<Msg>(64);
-    let readers: Vec<_> = MODES
+    let readers: Vec<_> = TYPED_MODES
         .iter()
         .map(|&mode| {
             let sub = first.clone();
@@ -343,9 +400,10 @@ fn check_edge(published: u64, results: &[(Mode, Stats)]) {
 
 #[test]
 fn typed_ring_of_one_slot_never_tears() {
-    // Capacity 1: the slot a reader copies is the one being rewritten.
+    // Capacity 1: the slot a reader copies is the one being rewritten (and
+    // a batch of more than one always spans a rewritten slot).
     let (mut publisher, first) = channel::<Msg>(1);
-    let readers: Vec<_> = [Mode::Spin, Mode::Spin]
+    let readers: Vec<_> = [Mode::Spin, Mode::Spin, Mode::Batch]
         .into_iter()
         .map(|mode| {
             let sub = first.clone();

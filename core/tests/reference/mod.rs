@@ -101,6 +101,22 @@ impl Model {
         Ok(())
     }
 
+    /// Up to `max` receives in a row: the first one's error if it fails,
+    /// else the messages up to `max` or the first `Empty` or `Closed`
+    /// (none and `Ok` for `max == 0`).
+    pub fn try_recv_many(&mut self, reader: usize, max: usize) -> Batch {
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.try_recv(reader) {
+                Ok(m) => out.push(m),
+                Err(e) if out.is_empty() => return Err(e),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                Err(e) => panic!("{e:?} right after a message: the model is inconsistent"),
+            }
+        }
+        Ok(out)
+    }
+
     pub fn try_recv(&mut self, reader: usize) -> Result<(u64, Vec<u8>), TryRecvError> {
         let cursor = self.readers[reader];
         if cursor == self.head {
@@ -135,6 +151,9 @@ impl Model {
 }
 
 /// What the replay needs from a ring.
+/// What a batch receive returns: `(seq, payload)` per message.
+pub type Batch = Result<Vec<(u64, Vec<u8>)>, TryRecvError>;
+
 pub trait Ring {
     type Reader: Clone;
     fn publish(&mut self, payload: &[u8], split: Option<(usize, usize)>) -> Option<u64>;
@@ -142,6 +161,10 @@ pub trait Ring {
     fn subscribe(&self) -> Self::Reader;
     fn subscribe_at(&self, seq: u64) -> Result<Self::Reader, SubscribeError>;
     fn try_recv(reader: &mut Self::Reader) -> Result<(u64, Vec<u8>), TryRecvError>;
+    /// A batch receive of up to `max` messages, for rings that have one.
+    fn try_recv_many(_reader: &mut Self::Reader, _max: usize) -> Option<Batch> {
+        None
+    }
     fn cursor(reader: &Self::Reader) -> u64;
     fn lag(reader: &Self::Reader) -> u64;
     /// `(head, oldest_held)`, checked to agree between publisher and handle.
@@ -182,6 +205,24 @@ impl Ring for Typed {
     fn try_recv(reader: &mut Self::Reader) -> Result<(u64, Vec<u8>), TryRecvError> {
         let seq = reader.cursor();
         reader.try_recv().map(|v| (seq, v.to_le_bytes().to_vec()))
+    }
+
+    fn try_recv_many(reader: &mut Self::Reader, max: usize) -> Option<Batch> {
+        let seq = reader.cursor();
+        // Something already in the buffer stays, ahead of the batch.
+        let mut out = vec![u64::MAX];
+        let result = reader.try_recv_many(&mut out, max).map(|n| {
+            assert_eq!(out.len(), 1 + n, "returned count against appended values");
+            assert_eq!(out[0], u64::MAX, "the buffer's earlier contents changed");
+            (seq..)
+                .zip(&out[1..])
+                .map(|(seq, v)| (seq, v.to_le_bytes().to_vec()))
+                .collect()
+        });
+        if result.is_err() {
+            assert_eq!(out, [u64::MAX], "an error appended values");
+        }
+        Some(result)
     }
 
     fn cursor(reader: &Self::Reader) -> u64 {
