@@ -8,7 +8,7 @@
 //!
 //! | contender | fan-out | full / slow reader |
 //! | --- | --- | --- |
-//! | ringcast | one ring, a cursor per reader | overwrites; reader told `Expired { missed }` |
+//! | ringcast | one ring, a cursor per reader (typed ring: batches of up to 64 per receive) | overwrites; reader told `Expired { missed }` |
 //! | tokio broadcast | one ring, a position per receiver, values cloned out | overwrites; receiver told `Lagged(n)` |
 //! | bus | one ring, a read count per slot, values cloned out | publisher waits |
 //! | disruptor | one ring of preallocated events, a sequence per poller | publisher busy-spins |
@@ -103,18 +103,7 @@ impl<K: Kind> Contender<K> for Ringcast {
 
     #[inline]
     fn poll(rx: &mut Self::Rx, sink: &mut impl Sink) -> Poll {
-        use ringcast_core::TryRecvError as E;
-        for n in 0..BATCH {
-            match K::rc_try_recv(rx) {
-                Ok(Some((seq, ts))) => sink.msg(seq, ts),
-                Ok(None) => sink.bad(),
-                Err(E::Expired { missed, resume_seq }) => sink.lost(missed, Some(resume_seq)),
-                Err(E::Empty) if n == 0 => return Poll::Empty,
-                Err(E::Closed) if n == 0 => return Poll::Closed,
-                Err(E::Empty | E::Closed) => return Poll::Progress,
-            }
-        }
-        Poll::Progress
+        K::rc_poll(rx, BATCH, sink)
     }
 }
 

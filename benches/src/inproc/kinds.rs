@@ -21,9 +21,12 @@
 //!   clone per reader), except the disruptor, whose preallocated events are
 //!   `Vec<u8>`s the publisher overwrites in place.
 
+use bytemuck::NoUninit;
 use bytes::Bytes;
 use ringcast_core::bytes::{BytePublisher, ByteSubscriber, Config};
 use ringcast_core::{Publisher, Subscriber, TryRecvError};
+
+use super::contenders::{Poll, Sink};
 
 /// Mixed into check words so that an all-zero message never passes.
 const MAGIC: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -67,9 +70,54 @@ pub trait Kind: 'static {
     fn rc_subscribe(tx: &Self::RcTx) -> Self::RcRx;
     /// Publishes message `seq`.
     fn rc_publish(tx: &mut Self::RcTx, seq: u64, ts: u64);
-    /// One `try_recv`: `Ok(Some((seq bits, ts)))`, or `Ok(None)` if the
-    /// message was not intact.
-    fn rc_try_recv(rx: &mut Self::RcRx) -> Result<Option<(u64, u64)>, TryRecvError>;
+    /// Hands up to `max` available messages to `sink`: the typed ring
+    /// takes them in one `try_recv_many`, the byte ring (which has no batch
+    /// receive) with one `try_recv` each.
+    fn rc_poll(rx: &mut Self::RcRx, max: usize, sink: &mut impl Sink) -> Poll;
+}
+
+/// Ringcast's typed reader, with the buffer its batches go to.
+pub struct TypedRx<T: NoUninit> {
+    sub: Subscriber<T>,
+    batch: Vec<T>,
+}
+
+impl<T: NoUninit> TypedRx<T> {
+    fn new(sub: Subscriber<T>) -> Self {
+        Self {
+            sub,
+            batch: Vec::new(),
+        }
+    }
+
+    /// One `try_recv_many` of up to `max`, each message checked by `parse`
+    /// (`(seq bits, ts)`, or `None` if not intact) and handed to `sink`.
+    #[inline]
+    fn poll(
+        &mut self,
+        max: usize,
+        sink: &mut impl Sink,
+        parse: impl Fn(&T) -> Option<(u64, u64)>,
+    ) -> Poll {
+        self.batch.clear();
+        match self.sub.try_recv_many(&mut self.batch, max) {
+            Ok(_) => {
+                for v in &self.batch {
+                    match parse(v) {
+                        Some((seq, ts)) => sink.msg(seq, ts),
+                        None => sink.bad(),
+                    }
+                }
+                Poll::Progress
+            }
+            Err(TryRecvError::Expired { missed, resume_seq }) => {
+                sink.lost(missed, Some(resume_seq));
+                Poll::Progress
+            }
+            Err(TryRecvError::Empty) => Poll::Empty,
+            Err(TryRecvError::Closed) => Poll::Closed,
+        }
+    }
 }
 
 /// `u64` messages.
@@ -119,20 +167,21 @@ impl Kind for U64 {
     }
 
     type RcTx = Publisher<u64>;
-    type RcRx = Subscriber<u64>;
+    type RcRx = TypedRx<u64>;
     fn rc_new(capacity: usize) -> (Self::RcTx, Self::RcRx) {
-        ringcast_core::channel(capacity)
+        let (tx, rx) = ringcast_core::channel(capacity);
+        (tx, TypedRx::new(rx))
     }
     fn rc_subscribe(tx: &Self::RcTx) -> Self::RcRx {
-        tx.subscribe()
+        TypedRx::new(tx.subscribe())
     }
     #[inline]
     fn rc_publish(tx: &mut Self::RcTx, seq: u64, ts: u64) {
         tx.publish(pack_u64(seq, ts));
     }
     #[inline]
-    fn rc_try_recv(rx: &mut Self::RcRx) -> Result<Option<(u64, u64)>, TryRecvError> {
-        rx.try_recv().map(|v| Some(unpack_u64(v)))
+    fn rc_poll(rx: &mut Self::RcRx, max: usize, sink: &mut impl Sink) -> Poll {
+        rx.poll(max, sink, |&v| Some(unpack_u64(v)))
     }
 }
 
@@ -210,20 +259,21 @@ impl Kind for Struct64 {
     }
 
     type RcTx = Publisher<Msg64>;
-    type RcRx = Subscriber<Msg64>;
+    type RcRx = TypedRx<Msg64>;
     fn rc_new(capacity: usize) -> (Self::RcTx, Self::RcRx) {
-        ringcast_core::channel(capacity)
+        let (tx, rx) = ringcast_core::channel(capacity);
+        (tx, TypedRx::new(rx))
     }
     fn rc_subscribe(tx: &Self::RcTx) -> Self::RcRx {
-        tx.subscribe()
+        TypedRx::new(tx.subscribe())
     }
     #[inline]
     fn rc_publish(tx: &mut Self::RcTx, seq: u64, ts: u64) {
         tx.publish(Msg64::new(seq, ts));
     }
     #[inline]
-    fn rc_try_recv(rx: &mut Self::RcRx) -> Result<Option<(u64, u64)>, TryRecvError> {
-        rx.try_recv().map(|m| m.parse())
+    fn rc_poll(rx: &mut Self::RcRx, max: usize, sink: &mut impl Sink) -> Poll {
+        rx.poll(max, sink, Msg64::parse)
     }
 }
 
@@ -321,11 +371,25 @@ impl Kind for Bytes256 {
         let _ = tx.publish(&buf[..]);
     }
     #[inline]
-    fn rc_try_recv(rx: &mut Self::RcRx) -> Result<Option<(u64, u64)>, TryRecvError> {
+    fn rc_poll(rx: &mut Self::RcRx, max: usize, sink: &mut impl Sink) -> Poll {
         let (sub, buf) = rx;
-        let ring_seq = sub.try_recv(buf)?;
-        // The ring numbers messages from 0 like the benchmark: they agree.
-        Ok(parse_payload(buf).filter(|&(seq, _)| seq == ring_seq))
+        for n in 0..max {
+            match sub.try_recv(buf) {
+                // The ring numbers messages from 0 like the benchmark: they
+                // agree.
+                Ok(ring_seq) => match parse_payload(buf).filter(|&(seq, _)| seq == ring_seq) {
+                    Some((seq, ts)) => sink.msg(seq, ts),
+                    None => sink.bad(),
+                },
+                Err(TryRecvError::Expired { missed, resume_seq }) => {
+                    sink.lost(missed, Some(resume_seq));
+                }
+                Err(TryRecvError::Empty) if n == 0 => return Poll::Empty,
+                Err(TryRecvError::Closed) if n == 0 => return Poll::Closed,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return Poll::Progress,
+            }
+        }
+        Poll::Progress
     }
 }
 

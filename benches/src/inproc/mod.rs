@@ -585,6 +585,9 @@ fn write_sections(
     s.text(
         "Every reader of every contender waits the same way: it polls the non-blocking \
          receive, spinning with a spin-loop hint and yielding its core after 100 empty polls. \
+         Each reads the way its API offers for many waiting messages: the disruptor's poller \
+         takes every available event at once, ringcast's typed-ring readers take up to 64 in \
+         one `try_recv_many` (its byte ring and the other peers, one receive per message). \
          Every reader checks every message (sequence, order, integrity) and every announced \
          loss, and each run ends with delivered + missed == published per reader. Lossy \
          contenders (ringcast, tokio broadcast) drop for readers that fall more than the \
