@@ -306,7 +306,17 @@ async fn serve(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(), Link
                 // allocate a full batch per message).
                 let next = (out.len() * 2).clamp(4096, WRITE_BATCH + 4096);
                 let batch = std::mem::replace(&mut out, Vec::with_capacity(next));
+                let full = batch.len() >= WRITE_BATCH;
                 send.write_chunk(Bytes::from(batch)).await?;
+                if full {
+                    // More is likely waiting (a backlog): let the
+                    // connection's driver, which may share this worker
+                    // thread, send this batch before the next is written.
+                    // Neither the stream write, which returns at once while
+                    // the flow-control window allows, nor the ring, which
+                    // has messages, would ever make this task wait.
+                    tokio::task::yield_now().await;
+                }
             }
             tokio::select! {
                 biased;
