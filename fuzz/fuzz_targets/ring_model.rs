@@ -1,5 +1,6 @@
-//! Arbitrary publish / receive / subscribe / clone / close sequences on the
-//! rings of `ringcast-core`, replayed against a reference model: a
+//! Arbitrary publish / receive (one at a time, and in batches on the typed
+//! ring) / subscribe / clone / close sequences on the rings of
+//! `ringcast-core`, replayed against a reference model: a
 //! `VecDeque` of the last `capacity` messages that applies the documented
 //! rules directly (crate docs of `ringcast-core`, DESIGN.md "Cursor check").
 //!
@@ -40,6 +41,9 @@ enum Op {
     },
     /// `try_recv` on reader `i % readers`.
     TryRecv(u8),
+    /// `try_recv_many(max % 16)` on reader `i % readers`, where the ring has
+    /// it (the typed ring); skipped elsewhere.
+    TryRecvMany(u8, u8),
     /// A new reader at the head.
     Subscribe,
     /// `subscribe_at(oldest_held + offset)`: below, inside and beyond.
@@ -103,6 +107,32 @@ fn replay<R: Ring>(
                 let expected = model.try_recv(i);
                 assert_eq!(got, expected, "step {step}: {op:?} reader {i}");
                 count(&mut tally[i], &got);
+            }
+            Op::TryRecvMany(i, max) => {
+                let i = usize::from(i) % readers.len();
+                let max = usize::from(max % 16);
+                let Some(got) = R::try_recv_many(&mut readers[i], max) else {
+                    continue;
+                };
+                // A batch may stop short of `max` at the head the reader
+                // last loaded, but takes at least one message when the
+                // model has one, and exactly the model's next ones.
+                let expected = match &got {
+                    Ok(batch) if max > 0 => {
+                        assert!(
+                            (1..=max).contains(&batch.len()),
+                            "step {step}: {op:?}: a batch of {}",
+                            batch.len()
+                        );
+                        model.try_recv_many(i, batch.len())
+                    }
+                    _ => model.try_recv_many(i, max),
+                };
+                assert_eq!(got, expected, "step {step}: {op:?} reader {i}");
+                match &got {
+                    Ok(batch) => tally[i].1 += batch.len() as u64,
+                    Err(e) => count(&mut tally[i], &Err(*e)),
+                }
             }
             Op::Subscribe if readers.len() < MAX_READERS => {
                 readers.push(ring.subscribe());
