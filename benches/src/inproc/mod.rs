@@ -377,7 +377,9 @@ pub fn run(opts: &Opts, report: &mut Report) {
 
     loads.push(meter.stop("memory"));
     meter = PhaseMeter::start();
-    // Phase 6: ringcast paced at the disruptor's goodput.
+    // Phase 6: ringcast paced at the disruptor's goodput, measured just
+    // before each run: the machine's state can change between phases, and
+    // with it every rate.
     let find = |name: &str, kind: &str| {
         benches
             .iter()
@@ -387,27 +389,33 @@ pub fn run(opts: &Opts, report: &mut Report) {
         (Some(rc), Some(d))
             if !results[rc].failed && !results[d].failed && !results[d].tp[0].is_empty() =>
         {
-            let rate = results[d].tp_samples(1, |t| t.goodput).median();
             let count = params
                 .throughput_count
                 .unwrap_or(benches[rc].throughput_count());
             let mut runs = Vec::new();
             for run in 0..params.runs {
+                watchdog.arm("keep-up run", 120);
+                let rate = match benches[d].throughput(1, count, None) {
+                    Ok(t) => t.goodput,
+                    Err(e) => {
+                        report.check(GROUP, "disruptor", "u64: keep-up pace run", Err(e));
+                        break;
+                    }
+                };
                 progress!(
                     "keep-up run {}/{} at {}",
                     run + 1,
                     params.runs,
                     fmt_rate(rate)
                 );
-                watchdog.arm("keep-up run", 120);
                 match benches[rc].throughput(1, count, Some(rate)) {
-                    Ok(t) => runs.push(t),
+                    Ok(t) => runs.push((rate, t)),
                     Err(e) => {
                         report.check(GROUP, "ringcast", "u64: paced keep-up run", Err(e));
                     }
                 }
             }
-            Some(KeepUp { rate, runs })
+            Some(KeepUp { runs })
         }
         _ => None,
     };
@@ -520,25 +528,34 @@ fn nines_points(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
 
 /// The keep-up runs: ringcast paced at the disruptor's goodput.
 struct KeepUp {
-    /// The pace, messages per second.
-    rate: f64,
-    runs: Vec<Throughput>,
+    /// Each run's pace (the disruptor's goodput just before it, messages
+    /// per second) and outcome.
+    runs: Vec<(f64, Throughput)>,
+}
+
+/// How long the ring's capacity lasts at `rate` messages per second: a
+/// reader away for longer than this must lose messages, whatever the ring.
+fn ring_lasts(rate: f64) -> Duration {
+    Duration::from_secs_f64(CAPACITY as f64 / rate)
 }
 
 impl KeepUp {
-    /// How long the ring's capacity lasts at the pace: a reader away for
-    /// longer than this must lose messages, whatever the ring.
-    fn window(&self) -> Duration {
-        Duration::from_secs_f64(CAPACITY as f64 / self.rate)
+    /// The runs in which the reader was never away for as long as the ring
+    /// lasts at the run's pace (those that test the ring), and the others.
+    fn split(&self) -> (Vec<&Throughput>, Vec<&Throughput>) {
+        let (present, away): (Vec<_>, Vec<_>) = self
+            .runs
+            .iter()
+            .partition(|(rate, t)| t.reader_away.is_some_and(|away| away < ring_lasts(*rate)));
+        fn runs(v: Vec<&(f64, Throughput)>) -> Vec<&Throughput> {
+            v.into_iter().map(|(_, t)| t).collect()
+        }
+        (runs(present), runs(away))
     }
 
-    /// The runs in which the reader was never away for as long as the ring
-    /// lasts (those that test the ring), and the others.
-    fn split(&self) -> (Vec<&Throughput>, Vec<&Throughput>) {
-        let window = self.window();
-        self.runs
-            .iter()
-            .partition(|t| t.reader_away.is_some_and(|away| away < window))
+    /// Samples of `f` over the runs.
+    fn samples(&self, f: impl Fn(f64, &Throughput) -> f64) -> Samples {
+        Samples(self.runs.iter().map(|(rate, t)| f(*rate, t)).collect())
     }
 }
 
@@ -1133,8 +1150,10 @@ fn write_sections(
         let sat_loss = rc.tp_samples(1, |t| t.loss_pct()).median();
         let (keep_text, keep_ok) = match keep_up {
             Some(k) if !k.runs.is_empty() => {
-                let good = Samples(k.runs.iter().map(|t| t.goodput).collect());
-                let reached = Samples(k.runs.iter().map(|t| t.publish_rate).collect());
+                let good = k.samples(|_, t| t.goodput);
+                let reached = k.samples(|_, t| t.publish_rate);
+                let paces = k.samples(|rate, _| rate);
+                let lasts = k.samples(|rate, _| ring_lasts(rate).as_secs_f64() * 1e6);
                 let (present, away) = k.split();
                 let lost = |runs: &[&Throughput]| runs.iter().map(|t| t.missed).sum::<u64>();
                 let longest = |runs: &[&Throughput]| {
@@ -1148,15 +1167,16 @@ fn write_sections(
                     format!("{us:.1} µs")
                 };
                 let mut text = format!(
-                    "; paced at the disruptor's goodput ({}; ringcast's publisher reached {}): \
-                     goodput {}, {} lost in {} runs. At this pace the ring's {CAPACITY} messages \
-                     last {:.1} µs",
-                    fmt_rate(k.rate),
+                    "; paced, run by run, at the goodput a disruptor run reached just before \
+                     (median {}; ringcast's publisher reached {}): goodput {}, {} lost in {} \
+                     runs. At these paces the ring's {CAPACITY} messages last {:.1}–{:.1} µs",
+                    fmt_rate(paces.median()),
                     fmt_rate(reached.median()),
                     fmt_rate(good.median()),
-                    lost(&k.runs.iter().collect::<Vec<_>>()),
+                    k.runs.iter().map(|(_, t)| t.missed).sum::<u64>(),
                     k.runs.len(),
-                    k.window().as_secs_f64() * 1e6,
+                    lasts.min(),
+                    lasts.max(),
                 );
                 if !present.is_empty() {
                     text += &format!(
@@ -1268,9 +1288,11 @@ fn write_sections(
             "Evaluated from this run's medians; the throughput ratios are also taken round \
              by round (each round runs the contenders back to back, in one state of the \
              machine), and a target is met only if both the ratio of the medians and the \
-             median of the rounds' ratios meet it. \"Keeps up\" is tested directly: ringcast's \
-             publisher is paced at the goodput the disruptor reached (in groups of 64 \
-             messages, never bursting to catch up), and its reader, which reads the clock \
+             median of the rounds' ratios meet it. \"Keeps up\" is tested directly: before \
+             each keep-up run the disruptor runs once more, unthrottled, and ringcast's \
+             publisher is then paced at the goodput it reached (in groups of 64 messages, \
+             catching up after a hold-up by a quarter of the ring at most), and its reader, \
+             which reads the clock \
              after every poll, must lose nothing in every run where it was never away \
              between two polls for as long as the ring lasts at that pace. A run where it \
              was away that long (the scheduler gave its core to something else) tests the \
