@@ -188,7 +188,7 @@ impl NetOpts {
             messages_100b: 500_000,
             messages_1k: 200_000,
             latency_messages: 20_000,
-            latency_runs: 3,
+            latency_runs: 5,
             backlog: 100_000,
             catchup_runs: 5,
             ..Self::quick()
