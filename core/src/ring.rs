@@ -566,6 +566,20 @@ impl<T: NoUninit> Subscriber<T> {
     /// resume_seq }` when the next message was overwritten (the cursor has
     /// moved to `resume_seq`; the next call continues from there). With
     /// `max == 0` it returns `Ok(0)` and looks at nothing.
+    ///
+    /// ```
+    /// use ringcast_core::TryRecvError;
+    ///
+    /// let (mut publisher, mut subscriber) = ringcast_core::channel::<u64>(8);
+    /// for i in 0..5 {
+    ///     publisher.publish(i);
+    /// }
+    /// let mut batch = Vec::new();
+    /// assert_eq!(subscriber.try_recv_many(&mut batch, 3), Ok(3));
+    /// assert_eq!(subscriber.try_recv_many(&mut batch, 3), Ok(2));
+    /// assert_eq!(batch, [0, 1, 2, 3, 4]);
+    /// assert_eq!(subscriber.try_recv_many(&mut batch, 3), Err(TryRecvError::Empty));
+    /// ```
     #[inline]
     pub fn try_recv_many(&mut self, out: &mut Vec<T>, max: usize) -> Result<usize, TryRecvError> {
         self.shared.try_recv_many(&mut self.pos, out, max)
