@@ -110,6 +110,7 @@ impl RingState {
     }
 
     /// Whether the publisher is gone. Once true, stays true.
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         // Acquire: pairs with the Release store in `close`.
         self.closed.load(Ordering::Acquire)
