@@ -485,24 +485,14 @@ pub struct SlotStoresRx {
     next: u64,
 }
 
-/// What a reader found in the slot of the message it expects.
-enum Found {
-    /// The message itself.
-    It,
-    /// A later message, this many after the expected one.
-    Later(u64),
-    /// An earlier message, or none yet: the expected one is not there yet.
-    NotYet,
-}
-
 impl SlotStoresRx {
-    fn look(&self, word: u64) -> Found {
+    /// How far past the expected message is the one in `word`, found in the
+    /// expected message's slot: 0 for the message itself, more for a later
+    /// one; `None` for an earlier one or none yet (it is not there yet).
+    fn look(&self, word: u64) -> Option<u64> {
         let (seq_bits, _) = unpack(word);
-        match seq_bits.wrapping_sub(self.next) & U64::SEQ_MASK {
-            0 => Found::It,
-            ahead if ahead <= U64::SEQ_MASK / 2 => Found::Later(ahead),
-            _ => Found::NotYet,
-        }
+        let ahead = seq_bits.wrapping_sub(self.next) & U64::SEQ_MASK;
+        (ahead <= U64::SEQ_MASK / 2).then_some(ahead)
     }
 
     fn slot(&self) -> &AtomicU64 {
@@ -511,16 +501,16 @@ impl SlotStoresRx {
         &slots[self.next as usize & (slots.len() - 1)]
     }
 
-    /// Hands `word`, found in the expected message's slot and not
-    /// [`Found::NotYet`], to `sink`.
-    fn take(&mut self, word: u64, found: Found, sink: &mut impl Sink) {
-        match found {
-            Found::It => {
+    /// Hands `word`, found in the expected message's slot `ahead` messages
+    /// past it ([`look`](Self::look)), to `sink`.
+    fn take(&mut self, word: u64, ahead: u64, sink: &mut impl Sink) {
+        match ahead {
+            0 => {
                 let (seq_bits, ts) = unpack(word);
                 sink.msg(seq_bits, ts);
                 self.next += 1;
             }
-            Found::Later(ahead) => {
+            ahead => {
                 // The slot holds message `next + ahead`, so every message
                 // up to `ahead - len` after `next` had its slot rewritten.
                 // Resuming right after them would put the reader where the
@@ -531,7 +521,6 @@ impl SlotStoresRx {
                 self.next += missed;
                 sink.lost(missed, Some(self.next));
             }
-            Found::NotYet => unreachable!("take is only called with a message"),
         }
     }
 }
@@ -574,19 +563,19 @@ impl Contender<U64> for SlotStores {
         for n in 0..BATCH {
             let word = rx.slot().load(Ordering::Acquire);
             match rx.look(word) {
-                Found::NotYet if n > 0 => return Poll::Progress,
-                Found::NotYet => {
+                Some(ahead) => rx.take(word, ahead, sink),
+                None if n > 0 => return Poll::Progress,
+                None => {
                     // `closed` first, then the slot once more: if `closed`
                     // read true, that load sees the last message.
                     let closed = rx.shared.closed.0.load(Ordering::Acquire);
                     let word = rx.slot().load(Ordering::Acquire);
                     match rx.look(word) {
-                        Found::NotYet if closed => return Poll::Closed,
-                        Found::NotYet => return Poll::Empty,
-                        found => rx.take(word, found, sink),
+                        Some(ahead) => rx.take(word, ahead, sink),
+                        None if closed => return Poll::Closed,
+                        None => return Poll::Empty,
                     }
                 }
-                found => rx.take(word, found, sink),
             }
         }
         Poll::Progress
