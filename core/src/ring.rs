@@ -464,9 +464,10 @@ impl<T: NoUninit> Shared<T> {
 
     /// Up to `max` receives at `pos` at once, at most up to the cached head,
     /// appended to `out`: the same steps as [`try_recv`](Self::try_recv),
-    /// with one validation for all the copies. A write that destroys any message `c >= seq` of the batch
-    /// stored `reserved > c + slots >= seq + slots` before its release fence,
-    /// so if any load saw a word it stored, the check of `seq` fails.
+    /// with one validation for all the copies. A write that destroys any
+    /// message `c >= seq` of the batch stored `reserved > c + slots >= seq +
+    /// slots` before its release fence, so if any load saw a word it stored,
+    /// the check of `seq` fails.
     #[inline]
     fn try_recv_many(
         &self,
@@ -481,8 +482,10 @@ impl<T: NoUninit> Shared<T> {
         if seq >= pos.head {
             self.refresh_head(pos)?;
         }
-        // Below `max`, a `usize`.
-        let n = (pos.head - seq).min(max as u64) as usize;
+        // No more than the ring holds: a reader lapped far behind must not
+        // reserve room for everything it missed before it learns that it
+        // missed it. Below `max`, so it fits a `usize`.
+        let n = (pos.head - seq).min(self.slots).min(max as u64) as usize;
         out.reserve(n);
         let mut slot = pos.slot;
         for dst in &mut out.spare_capacity_mut()[..n] {

@@ -198,6 +198,32 @@ fn far_behind_expires_to_oldest() {
 }
 
 #[test]
+fn batch_far_behind_expires_without_reserving_what_it_missed() {
+    let (mut publisher, mut sub) = channel::<u64>(4);
+    for i in 0..100_000 {
+        publisher.publish(i);
+    }
+    // Asked for everything, a lapped reader learns of the expiry first, and
+    // the buffer never had to make room for the 100,000 it missed.
+    let mut batch = Vec::new();
+    assert_eq!(
+        sub.try_recv_many(&mut batch, usize::MAX),
+        Err(TryRecvError::Expired {
+            missed: 99_996,
+            resume_seq: 99_996
+        })
+    );
+    assert!(batch.is_empty());
+    assert!(batch.capacity() <= 64, "reserved {}", batch.capacity());
+    assert_eq!(sub.try_recv_many(&mut batch, usize::MAX), Ok(4));
+    assert_eq!(batch, [99_996, 99_997, 99_998, 99_999]);
+    assert_eq!(
+        sub.try_recv_many(&mut batch, usize::MAX),
+        Err(TryRecvError::Empty)
+    );
+}
+
+#[test]
 fn expiry_mid_read_after_partial_progress() {
     // A reader that has read some, then falls behind: `missed` counts from
     // its cursor, not from 0.
