@@ -719,8 +719,10 @@ fn write_sections(
                  timed in the same rounds. Its readers tell a new message from an old one by \
                  the sequence number every benchmark message carries, which no general ring \
                  can rely on. A publisher cannot do less per message than store it, so no \
-                 ring's publisher is faster, with readers reading behind it, on the same \
-                 threads, beyond the run-to-run spread.",
+                 ring's publisher is faster on the same threads, beyond the run-to-run spread. \
+                 It bounds the publisher alone: its readers, checking every slot, are slower \
+                 than it and lose most messages, so it says nothing of what a publisher can do \
+                 while its reader keeps up.",
             );
         }
     }
