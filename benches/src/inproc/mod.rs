@@ -210,34 +210,42 @@ pub fn run(opts: &Opts, report: &mut Report) {
         }
     }
 
-    // The latency floor (one shared word), measured beside the u64
-    // contenders; checked like them first.
+    // The two floors, not contenders: each is checked, then timed in the
+    // rounds of the one phase it is a floor for, beside the u64 contenders,
+    // through the same loops (and only if u64 runs at all).
     let u64_name = <U64 as kinds::Kind>::NAME;
-    let mut floor = LatResults::default();
-    let mut floor_ok = benches.iter().any(|b| b.kind() == u64_name);
-    if floor_ok {
-        watchdog.arm("check the latency floor", 120);
-        let outcome = scenarios::latency::<U64, OneWord>(2_000, PACE_NS, 0, &clock).map(|_| ());
-        floor_ok = outcome.is_ok();
-        report.check(GROUP, OneWord::NAME, "u64: paced stream check", outcome);
-    }
-    // The publish floor (one store per message), timed beside the
-    // contenders' throughput runs; checked like them first.
-    let mut pub_floor = Results {
-        failed: !benches.iter().any(|b| b.kind() == u64_name),
+    let no_u64 = !benches.iter().any(|b| b.kind() == u64_name);
+    // One shared word, under every latency.
+    let lat_floor: Box<dyn Bench> = Box::new(Pair::<U64, OneWord>::default());
+    let mut lat_floor_r = Results {
+        failed: no_u64,
         ..Results::default()
     };
-    if !pub_floor.failed {
-        watchdog.arm("check the publish floor", 120);
+    // One store per message, under every publisher.
+    let pub_floor: Box<dyn Bench> = Box::new(Pair::<U64, SlotStores>::default());
+    let mut pub_floor_r = Results {
+        failed: no_u64,
+        ..Results::default()
+    };
+    if !no_u64 {
+        watchdog.arm("check the floors", 120);
+        let outcome = lat_floor.latency(2_000, PACE_NS, 0, &clock).map(|_| ());
+        lat_floor_r.failed = outcome.is_err();
+        report.check(
+            GROUP,
+            lat_floor.contender(),
+            &format!("{u64_name}: paced stream check"),
+            outcome,
+        );
         for readers in [1, 2] {
-            let outcome =
-                scenarios::throughput::<U64, SlotStores>(readers, params.check_count, None)
-                    .map(|_| ());
-            pub_floor.failed |= outcome.is_err();
+            let outcome = pub_floor
+                .throughput(readers, params.check_count, None)
+                .map(|_| ());
+            pub_floor_r.failed |= outcome.is_err();
             report.check(
                 GROUP,
-                SlotStores::NAME,
-                &format!("u64: {readers}-reader stream check"),
+                pub_floor.contender(),
+                &format!("{u64_name}: {readers}-reader stream check"),
                 outcome,
             );
         }
@@ -248,7 +256,11 @@ pub fn run(opts: &Opts, report: &mut Report) {
     // Phase 2: throughput, 1 and 2 readers.
     for run in 0..params.runs * usize::from(phase("throughput")) {
         progress!("throughput run {}/{}", run + 1, params.runs);
-        for (b, r) in benches.iter().zip(&mut results) {
+        let timed = benches
+            .iter()
+            .zip(&mut results)
+            .chain([(&pub_floor, &mut pub_floor_r)]);
+        for (b, r) in timed {
             if r.failed {
                 continue;
             }
@@ -272,27 +284,6 @@ pub fn run(opts: &Opts, report: &mut Report) {
                 }
             }
         }
-        for readers in [1, 2] {
-            if pub_floor.failed {
-                break;
-            }
-            watchdog.arm(&format!("publish floor / {readers}"), 120);
-            let count = params
-                .throughput_count
-                .unwrap_or(<U64 as kinds::Kind>::THROUGHPUT_COUNT);
-            match scenarios::throughput::<U64, SlotStores>(readers, count, None) {
-                Ok(t) => pub_floor.tp[readers - 1].push(t),
-                Err(e) => {
-                    pub_floor.failed = true;
-                    report.check(
-                        GROUP,
-                        SlotStores::NAME,
-                        &format!("u64: timed {readers}-reader run"),
-                        Err(e),
-                    );
-                }
-            }
-        }
     }
 
     loads.push(meter.stop("throughput"));
@@ -300,7 +291,11 @@ pub fn run(opts: &Opts, report: &mut Report) {
     // Phase 3: latency at a paced rate.
     for run in 0..params.runs * usize::from(phase("latency")) {
         progress!("latency run {}/{}", run + 1, params.runs);
-        for (b, r) in benches.iter().zip(&mut results) {
+        let timed = benches
+            .iter()
+            .zip(&mut results)
+            .chain([(&lat_floor, &mut lat_floor_r)]);
+        for (b, r) in timed {
             if r.failed {
                 continue;
             }
@@ -315,22 +310,6 @@ pub fn run(opts: &Opts, report: &mut Report) {
                         &format!("{}: timed latency run", b.kind()),
                         Err(e),
                     );
-                }
-            }
-        }
-        if floor_ok {
-            watchdog.arm("latency floor", 120);
-            let run = scenarios::latency::<U64, OneWord>(
-                params.latency_count,
-                PACE_NS,
-                params.latency_warmup,
-                &clock,
-            );
-            match run {
-                Ok(l) => floor.add(l),
-                Err(e) => {
-                    floor_ok = false;
-                    report.check(GROUP, OneWord::NAME, "u64: timed latency run", Err(e));
                 }
             }
         }
@@ -430,8 +409,9 @@ pub fn run(opts: &Opts, report: &mut Report) {
         &results,
         keep_up.as_ref(),
         Floors {
-            latency: (floor_ok && !floor.p50.0.is_empty()).then_some(&floor),
-            publish: (!pub_floor.failed && !pub_floor.tp[0].is_empty()).then_some(&pub_floor),
+            latency: (!lat_floor_r.failed && !lat_floor_r.lat.p50.0.is_empty())
+                .then_some(&lat_floor_r.lat),
+            publish: (!pub_floor_r.failed && !pub_floor_r.tp[0].is_empty()).then_some(&pub_floor_r),
         },
         &loads,
     );
@@ -513,6 +493,25 @@ fn cell(r: &Results, s: Samples, fmt: impl Fn(f64) -> String) -> String {
     } else {
         s.show(fmt)
     }
+}
+
+/// A row of the throughput table: publish rate, goodput and loss with 1
+/// and 2 readers.
+fn throughput_row(name: String, r: &Results, lossy: bool) -> Vec<String> {
+    let mut row = vec![name];
+    for readers in [1, 2] {
+        row.push(cell(r, r.tp_samples(readers, |t| t.publish_rate), fmt_rate));
+        row.push(cell(r, r.tp_samples(readers, |t| t.goodput), fmt_rate));
+        row.push(if r.failed {
+            "FAILED".into()
+        } else if lossy {
+            r.tp_samples(readers, |t| t.loss_pct())
+                .show_range(|v| format!("{v:.1}%"))
+        } else {
+            "0 (blocks)".into()
+        });
+    }
+    row
 }
 
 /// A latency distribution as plot points: (number of nines, ns).
@@ -680,35 +679,13 @@ fn write_sections(
             if b.kind() != *kind {
                 continue;
             }
-            let mut row = vec![b.contender().to_string()];
-            for readers in [1, 2] {
-                row.push(cell(r, r.tp_samples(readers, |t| t.publish_rate), fmt_rate));
-                row.push(cell(r, r.tp_samples(readers, |t| t.goodput), fmt_rate));
-                row.push(if r.failed {
-                    "FAILED".into()
-                } else if b.lossy() {
-                    r.tp_samples(readers, |t| t.loss_pct())
-                        .show_range(|v| format!("{v:.1}%"))
-                } else {
-                    "0 (blocks)".into()
-                });
-            }
-            t.row(row);
+            t.row(throughput_row(b.contender().to_string(), r, b.lossy()));
         }
         let pub_floor = floors
             .publish
             .filter(|_| *kind == <U64 as kinds::Kind>::NAME);
         if let Some(f) = pub_floor {
-            let mut row = vec![format!("*{}*", SlotStores::NAME)];
-            for readers in [1, 2] {
-                row.push(f.tp_samples(readers, |t| t.publish_rate).show(fmt_rate));
-                row.push(f.tp_samples(readers, |t| t.goodput).show(fmt_rate));
-                row.push(
-                    f.tp_samples(readers, |t| t.loss_pct())
-                        .show_range(|v| format!("{v:.1}%")),
-                );
-            }
-            t.row(row);
+            t.row(throughput_row(format!("*{}*", SlotStores::NAME), f, true));
         }
         s.table(t);
         if pub_floor.is_some() {
@@ -1175,7 +1152,7 @@ fn write_sections(
                     fmt_rate(paces.median()),
                     fmt_rate(reached.median()),
                     fmt_rate(good.median()),
-                    k.runs.iter().map(|(_, t)| t.missed).sum::<u64>(),
+                    lost(&present) + lost(&away),
                     k.runs.len(),
                     lasts.min(),
                     lasts.max(),
