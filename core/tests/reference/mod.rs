@@ -101,6 +101,25 @@ impl Model {
         Ok(())
     }
 
+    /// The model's answer to a `try_recv_many(max)` on reader `reader` that
+    /// returned `got`. A batch may stop short of `max` at the head the
+    /// reader last loaded, but must take at least one message when the model
+    /// has one, and no more than `max` (checked here), and exactly the
+    /// model's next ones (the caller compares `got` with the answer).
+    pub fn answer_batch(&mut self, reader: usize, max: usize, got: &Batch) -> Batch {
+        match got {
+            Ok(batch) if max > 0 => {
+                assert!(
+                    (1..=max).contains(&batch.len()),
+                    "a batch of {} for max {max}",
+                    batch.len()
+                );
+                self.try_recv_many(reader, batch.len())
+            }
+            _ => self.try_recv_many(reader, max),
+        }
+    }
+
     /// Up to `max` receives in a row: the first one's error if it fails,
     /// else the messages up to `max` or the first `Empty` or `Closed`
     /// (none and `Ok` for `max == 0`).
