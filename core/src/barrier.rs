@@ -90,6 +90,13 @@ pub(crate) fn init() {
     imp::init();
 }
 
+/// Whether the publisher's side, [`light`], is a compiler fence only.
+/// Fixed once [`init`] has returned.
+#[inline]
+pub(crate) fn light_is_free() -> bool {
+    imp::asymmetric()
+}
+
 /// The publisher's side, between its `head` store and its `waiting` load.
 #[inline]
 pub(crate) fn light() {

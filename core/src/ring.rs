@@ -13,8 +13,11 @@
 //!   `reserved <= c + slots`.
 //!
 //! Publishing message `s`:
-//! 1. if `s >= reserved`: `reserved := s + step` (Relaxed), then
-//!    `fence(Release)` — one store and fence per `step` messages;
+//! 1. if `s >= reserved`: `reserved := s + n` (Relaxed), then
+//!    `fence(Release)` — one store and fence per `step` messages. `n` is
+//!    `step`, or less where the ring's last slot comes first: a reservation
+//!    never wraps, so its messages lie in consecutive slots and the
+//!    publisher finds each one's slot by a subtraction;
 //! 2. store the data words (Relaxed);
 //! 3. `head := s + 1` (Release), and wake parked readers if there are any.
 //!
@@ -48,7 +51,10 @@
 //! rewritten, instead of inside them.
 //!
 //! Publishing touches no per-slot metadata: a `u64` message is one data
-//! store and one head store, and the slots are as dense as the values.
+//! store and one head store, and the slots are as dense as the values. The
+//! publisher keeps no copy of the head (it loads the shared one, which only
+//! it writes), and what it does keep changes once per reservation: a
+//! publish stores nothing else.
 
 use std::marker::PhantomData;
 use std::mem::{size_of, MaybeUninit};
@@ -212,9 +218,9 @@ fn build<T: NoUninit + Send>(
     let handle = RingHandle { shared };
     let subscriber = handle.subscribe();
     let publisher = Publisher {
-        head: start,
-        slot: handle.shared.slot_of(start),
         reserved: start,
+        offset: 0,
+        next_slot: handle.shared.slot_of(start),
         handle,
     };
     (publisher, subscriber)
@@ -222,14 +228,18 @@ fn build<T: NoUninit + Send>(
 
 /// The single writer of a typed ring. Dropping it closes the ring:
 /// subscribers read what is held, then get `Closed`.
+///
+/// Its head is the shared one, which only it writes. What it keeps itself
+/// changes once per reservation, not per publish: a publish then stores the
+/// data words and the head, and nothing else.
 pub struct Publisher<T: NoUninit> {
-    /// Sequence number of the next publish; mirrors `state.head`, which only
-    /// this publisher writes.
-    head: u64,
-    /// Slot of `head`, stepped instead of divided.
-    slot: usize,
     /// Mirrors `shared.reserved`, which only this publisher writes.
     reserved: u64,
+    /// Maps the messages of the current reservation to their slots: message
+    /// `seq` below `reserved` lives in slot `seq - offset` (wrapping).
+    offset: u64,
+    /// Slot of the message the next reservation starts with.
+    next_slot: usize,
     handle: RingHandle<T>,
 }
 
@@ -245,27 +255,34 @@ impl<T: NoUninit> Publisher<T> {
     /// After `u64::MAX` messages (the sequence space is exhausted).
     #[inline]
     pub fn publish(&mut self, value: T) -> u64 {
-        let seq = self.head;
-        assert!(seq < u64::MAX, "sequence numbers exhausted");
+        // Relaxed: only this publisher stores the head.
+        let seq = self.handle.shared.state.head.load(Ordering::Relaxed);
         if seq >= self.reserved {
             self.reserve(seq);
         }
         let shared = &*self.handle.shared;
-        shared.store(self.slot, &value);
-        self.slot += 1;
-        if self.slot as u64 == shared.slots {
-            self.slot = 0;
-        }
-        self.head = seq + 1;
-        shared.state.advance(self.head);
+        // Below `slots`: a reservation covers consecutive slots (`reserve`).
+        let slot = seq.wrapping_sub(self.offset) as usize;
+        shared.store(slot, &value);
+        shared.state.advance(seq + 1);
         seq
     }
 
-    /// Reserves the next `step` messages from `seq` on (module docs).
+    /// Reserves the messages from `seq` on: `step` of them, or fewer if the
+    /// ring's last slot comes first, so that a reservation's messages lie in
+    /// consecutive slots (module docs).
     #[cold]
     fn reserve(&mut self, seq: u64) {
+        assert!(seq < u64::MAX, "sequence numbers exhausted");
         let shared = &*self.handle.shared;
-        self.reserved = seq.saturating_add(shared.step);
+        let slot = self.next_slot;
+        debug_assert_eq!(slot, shared.slot_of(seq));
+        let len = shared.step.min(shared.slots - slot as u64);
+        // Saturating: the messages below `u64::MAX` still fit.
+        self.reserved = seq.saturating_add(len);
+        self.offset = seq.wrapping_sub(slot as u64);
+        // `len` slots from `slot` end at most at `slots`, which wraps to 0.
+        self.next_slot = (slot + len as usize) % shared.slots as usize;
         // Relaxed: ordered before the data stores by the fence below.
         shared.reserved.store(self.reserved, Ordering::Relaxed);
         // Release fence: a reader whose Acquire fence follows a load that saw
@@ -286,7 +303,8 @@ impl<T: NoUninit> Publisher<T> {
 
     /// The sequence number the next publish takes.
     pub fn head(&self) -> u64 {
-        self.head
+        // Relaxed: only this publisher stores the head.
+        self.handle.shared.state.head.load(Ordering::Relaxed)
     }
 
     /// The oldest sequence number still held (equal to `head` when empty).
@@ -315,7 +333,7 @@ impl<T: NoUninit> Drop for Publisher<T> {
 impl<T: NoUninit> std::fmt::Debug for Publisher<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
-            .field("head", &self.head)
+            .field("head", &self.head())
             .field("capacity", &self.capacity())
             .finish()
     }

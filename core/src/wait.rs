@@ -12,7 +12,13 @@
 //! re-check sees the new head or the publisher sees `waiting != 0`: no lost
 //! wake-up. With nobody waiting, a publish takes no lock, makes no system
 //! call and, on Linux, issues no hardware fence either.
+//!
+//! Where the publisher's side of the barrier is a hardware fence (no
+//! `membarrier`), `waiting` carries the bit [`FENCE`] besides the count, so
+//! that the one load the publisher makes after every publish also tells it
+//! to fence: it then fences and looks at the count again.
 
+use std::sync::atomic::compiler_fence;
 use std::task::Waker;
 use std::time::Instant;
 
@@ -22,6 +28,10 @@ use crate::barrier;
 use crate::seq::{self, Position};
 use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 
+/// Set in `waiting` for the ring's life where the publisher's side of the
+/// barrier is a hardware fence (module docs); never counted.
+const FENCE: usize = 1 << (usize::BITS - 1);
+
 /// Head, closed flag and waiters of one ring.
 #[derive(Debug)]
 pub(crate) struct RingState {
@@ -30,8 +40,9 @@ pub(crate) struct RingState {
     pub(crate) head: CachePadded<AtomicU64>,
     /// Set once by the publisher's drop (Release), after its last head store.
     closed: AtomicBool,
-    /// Number of registered sleepers: parked threads plus stored wakers.
-    /// Checked by the publisher after every publish.
+    /// Number of registered sleepers: parked threads plus stored wakers,
+    /// plus [`FENCE`] where the publisher must fence. Checked by the
+    /// publisher after every publish.
     waiting: CachePadded<AtomicUsize>,
     /// Wakers of pending async receives, keyed by registration id.
     wakers: Mutex<WakerList>,
@@ -53,10 +64,11 @@ impl RingState {
     pub(crate) fn new(capacity: u64, start: u64) -> Self {
         debug_assert!(capacity.is_power_of_two());
         barrier::init();
+        let fence_bit = if barrier::light_is_free() { 0 } else { FENCE };
         Self {
             head: CachePadded::new(AtomicU64::new(start)),
             closed: AtomicBool::new(false),
-            waiting: CachePadded::new(AtomicUsize::new(0)),
+            waiting: CachePadded::new(AtomicUsize::new(fence_bit)),
             wakers: Mutex::new(WakerList::default()),
             parked: Condvar::new(),
             capacity,
@@ -101,10 +113,22 @@ impl RingState {
         // Release: the slot writes before this are visible to whoever
         // Acquire-loads the new head.
         self.head.store(new_head, Ordering::Release);
-        // Light side of the barrier, against the sleeper's heavy side.
-        barrier::light();
+        // The light side of the barrier where it is free; where it is not,
+        // `FENCE` sends the publisher to `fence_and_wake`.
+        compiler_fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence above.
         if self.waiting.load(Ordering::Relaxed) != 0 {
+            self.fence_and_wake();
+        }
+    }
+
+    /// After a publish saw `waiting != 0`: the full light side of the
+    /// barrier, then a wake-up if anyone is registered.
+    #[cold]
+    fn fence_and_wake(&self) {
+        barrier::light();
+        // Relaxed: ordered by the barrier above.
+        if self.waiting.load(Ordering::Relaxed) & !FENCE != 0 {
             self.wake_all();
         }
     }

@@ -25,7 +25,8 @@ pub struct Model {
     /// Typed ring: messages reserved at a time (1 for the byte ring).
     pub step: u64,
     /// Typed ring: writes to messages below this have begun; the ring holds
-    /// the messages from `reserve_seq - (capacity + step - 1)` on.
+    /// the messages from `reserve_seq - (capacity + step - 1)` on. It runs
+    /// `step` ahead, or less where the ring's last slot comes first.
     pub reserve_seq: u64,
     /// End of the bytes written so far.
     pub reserved: u64,
@@ -62,11 +63,14 @@ impl Model {
         let seq = self.head;
         let pos = self.reserved;
         self.reserved += round8(payload.len() as u64);
+        let slots = self.capacity as u64 + self.step - 1;
         if seq >= self.reserve_seq {
-            self.reserve_seq = seq.saturating_add(self.step);
+            // A reservation stops at the ring's last slot (message `s` is in
+            // slot `s % slots`).
+            let len = self.step.min(slots - seq % slots);
+            self.reserve_seq = seq.saturating_add(len);
         }
         self.held.push_back((seq, pos, payload));
-        let slots = self.capacity as u64 + self.step - 1;
         let oldest = self.reserve_seq.saturating_sub(slots);
         while self.held.front().is_some_and(|m| m.0 < oldest) {
             self.held.pop_front();
