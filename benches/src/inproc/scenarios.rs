@@ -2,7 +2,7 @@
 //! checking every reader's answers before it returns a number.
 
 use std::hint::spin_loop;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::alloc;
@@ -17,6 +17,41 @@ pub const CAPACITY: usize = 4096;
 /// Empty polls a reader spins through (with a spin-loop hint) before it
 /// starts yielding its core between polls.
 const SPINS_BEFORE_YIELD: u32 = 100;
+
+/// Lines up the threads of a run before it starts, spinning rather than
+/// sleeping: a thread woken from a sleep may be placed on the core of the
+/// thread that woke it and wait there for the scheduler to move it, a
+/// millisecond or more into a run that lasts a few.
+struct StartGate {
+    arrived: AtomicUsize,
+    threads: usize,
+}
+
+impl StartGate {
+    fn new(threads: usize) -> Self {
+        Self {
+            arrived: AtomicUsize::new(0),
+            threads,
+        }
+    }
+
+    /// Returns once all `threads` have called it. Spins, yielding its core
+    /// now and then in case another of the threads needs it to arrive.
+    fn wait(&self) {
+        // AcqRel/Acquire: what each thread did before it arrived is visible
+        // to every thread that leaves.
+        self.arrived.fetch_add(1, Ordering::AcqRel);
+        let mut spins = 0u32;
+        while self.arrived.load(Ordering::Acquire) < self.threads {
+            spins += 1;
+            if spins % 1024 == 0 {
+                std::thread::yield_now();
+            } else {
+                spin_loop();
+            }
+        }
+    }
+}
 
 /// Polls `rx` until the contender says it is closed and drained, spinning
 /// (then yielding) while it is empty. Every reader of every contender waits
@@ -124,7 +159,7 @@ pub fn throughput<K: Kind, C: Contender<K>>(
     rate: Option<f64>,
 ) -> Result<Throughput, String> {
     let (mut tx, rxs) = C::new(CAPACITY, readers);
-    let start = Barrier::new(readers + 1);
+    let start = StartGate::new(readers + 1);
     // Paced runs only: a clock cheap enough to read after every poll.
     let clock = rate.map(|_| quanta::Clock::new());
     let clock = clock.as_ref();
@@ -236,7 +271,7 @@ pub fn latency<K: Kind, C: Contender<K>>(
 ) -> Result<Latency, String> {
     let (mut tx, mut rxs) = C::new(CAPACITY, 1);
     let mut rx = rxs.pop().expect("one reader");
-    let start = Barrier::new(2);
+    let start = StartGate::new(2);
     let base = clock.raw();
     let pace = ticks_for(clock, pace_ns).max(1);
     let (sink, elapsed) = std::thread::scope(|s| {
