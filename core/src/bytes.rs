@@ -12,6 +12,21 @@
 //! them, so a reader that copied a message's words and then sees
 //! `reserved > pos + arena_bytes` knows some of them may have been
 //! overwritten, and reports expiry instead of returning them.
+//!
+//! # Held, and kept a while longer
+//!
+//! The ring *holds* the last `capacity` messages, as far as their bytes lie
+//! in the last `held_bytes` (`max_bytes` less a sixteenth) bytes written:
+//! `oldest_held` and `subscribe_at` go by that. It *keeps* more: the index
+//! has `2 * capacity` slots and the arena all of `max_bytes`, and a reader
+//! further behind than the held messages still reads what is kept, until it
+//! is overwritten. A reader whose message was overwritten resumes at the
+//! oldest message held, which is then `capacity` messages and a sixteenth
+//! of the arena away from being overwritten itself. Resuming at the oldest
+//! message *kept* would leave it nothing: a reader slower than the
+//! publisher would resume at the slot the next publish takes, lose it while
+//! copying it, and so on, receiving almost nothing for as long as the
+//! publisher outpaced it.
 
 use std::time::{Duration, Instant};
 
@@ -54,16 +69,18 @@ impl Config {
         Self::default()
     }
 
-    /// How many messages the ring holds at most, rounded up to a power of
-    /// two (at least 1). Default 4096.
+    /// How many of the latest messages the ring holds, rounded up to a
+    /// power of two (at least 1). It keeps as many again a while longer
+    /// (module docs). Default 4096.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self
     }
 
-    /// How many payload bytes the ring holds at most, rounded up to a
-    /// multiple of 8. Each message takes its length rounded up to a multiple
-    /// of 8. Default 16 MiB.
+    /// How many payload bytes the ring keeps at most, rounded up to a
+    /// multiple of 8; it holds messages whose bytes lie in the last fifteen
+    /// sixteenths of them (module docs). Each message takes its length
+    /// rounded up to a multiple of 8. Default 16 MiB.
     pub fn max_bytes(mut self, max_bytes: usize) -> Self {
         self.max_bytes = max_bytes;
         self
@@ -93,7 +110,8 @@ pub enum ConfigError {
 
 struct Shared {
     state: RingState,
-    /// `capacity` slots of `{pos, len}`; message `seq` in slot `seq & mask`.
+    /// `2 * capacity` slots of `{pos, len}`; message `seq` in slot
+    /// `seq & mask`.
     index: Slots,
     /// `arena_words` words; byte position `p` is in word `(p / 8) % arena_words`.
     arena: Box<[AtomicU64]>,
@@ -101,11 +119,15 @@ struct Shared {
     /// write. Written only by the publisher, Relaxed, before a Release fence
     /// that precedes the payload stores. Only grows.
     reserved: CachePadded<AtomicU64>,
-    /// `capacity - 1`.
+    /// `2 * capacity - 1`.
     mask: u64,
     arena_words: usize,
-    /// `arena_words * 8`.
+    /// `arena_words * 8`: how many bytes are kept.
     arena_bytes: u64,
+    /// How many of the last bytes written are held (module docs): a
+    /// sixteenth less than `arena_bytes` (in whole words), but room for the
+    /// largest message.
+    held_bytes: u64,
     max_message_size: usize,
 }
 
@@ -215,8 +237,9 @@ impl Source for Shared {
         self.append(seq, buf)
     }
 
-    /// The first message after `seq` whose index slot and bytes are intact
-    /// right now (or the head if none is).
+    /// The first message after `seq` that is held right now: among the
+    /// last `capacity`, its index slot intact and its bytes among the last
+    /// `held_bytes` written (or the head if none is).
     fn resume_after(&self, seq: u64) -> u64 {
         let head = self.state.head();
         // Relaxed: a hint; every read re-validates.
@@ -225,7 +248,7 @@ impl Source for Shared {
             seq::oldest_held(head, self.state.capacity, self.state.start).max(seq + 1);
         while candidate < head {
             match self.locate(candidate) {
-                Some((pos, _)) if reserved <= pos + self.arena_bytes => return candidate,
+                Some((pos, _)) if reserved <= pos + self.held_bytes => return candidate,
                 _ => candidate += 1,
             }
         }
@@ -236,7 +259,8 @@ impl Source for Shared {
 /// Creates a byte ring and returns its publisher and a first subscriber at
 /// the head.
 ///
-/// Memory, allocated here once: `capacity * 24` bytes of index plus
+/// Memory, allocated here once: `capacity * 48` bytes of index (twice the
+/// capacity: see the module docs on what is held and what is kept) plus
 /// `max_bytes` (rounded up to a multiple of 8) of payload arena; publishing
 /// never allocates.
 pub fn channel(config: Config) -> Result<(BytePublisher, ByteSubscriber), ConfigError> {
@@ -262,14 +286,22 @@ fn with_start(config: Config, start: u64) -> Result<(BytePublisher, ByteSubscrib
             max_bytes: config.max_bytes,
         });
     }
+    let arena_bytes = arena_words as u64 * 8;
+    let largest = (config.max_message_size as u64).div_ceil(8) * 8;
+    let index_slots = capacity
+        .checked_mul(2)
+        .expect("byte ring capacity overflows usize");
     let shared = Arc::new(Shared {
         state: RingState::new(capacity as u64, start),
-        index: Slots::new(capacity, 2),
+        index: Slots::new(index_slots, 2),
         arena: (0..arena_words).map(|_| AtomicU64::new(0)).collect(),
         reserved: CachePadded::new(AtomicU64::new(0)),
-        mask: capacity as u64 - 1,
+        mask: index_slots as u64 - 1,
         arena_words,
-        arena_bytes: arena_words as u64 * 8,
+        arena_bytes,
+        // A sixteenth in whole words: none in arenas under 128 bytes, which
+        // then hold all they keep.
+        held_bytes: (arena_bytes - arena_bytes / 128 * 8).max(largest),
         max_message_size: config.max_message_size,
     });
     let handle = ByteHandle { shared };
@@ -374,8 +406,9 @@ impl BytePublisher {
         self.head
     }
 
-    /// The oldest sequence number the index still holds. Its bytes may have
-    /// been reused already if `max_bytes` binds before `capacity`.
+    /// The oldest sequence number held, counting messages only: its bytes
+    /// may have been reused already if `max_bytes` binds before `capacity`.
+    /// Older messages may still be kept (module docs).
     pub fn oldest_held(&self) -> u64 {
         let state = &self.handle.shared.state;
         seq::oldest_held(self.head, state.capacity, state.start)
@@ -528,12 +561,14 @@ impl ByteHandle {
         self.shared.state.head()
     }
 
-    /// The oldest sequence number the index still holds. Stale once returned.
+    /// The oldest sequence number held, counting messages only (see
+    /// [`BytePublisher::oldest_held`]). Stale once returned.
     pub fn oldest_held(&self) -> u64 {
         self.shared.state.oldest_held()
     }
 
-    /// The number of index slots (a power of two).
+    /// How many of the latest messages the ring holds (a power of two; the
+    /// index has twice as many slots).
     pub fn capacity(&self) -> usize {
         self.shared.state.capacity as usize
     }

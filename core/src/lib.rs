@@ -21,15 +21,17 @@
 //!   of messages published since it started.
 //! * **Cursor rule.** With `head` the number the next publish takes, a cursor
 //!   `c` is readable when `oldest_held <= c < head`, waiting when
-//!   `c == head`, and expired when `c < oldest_held`. The byte ring holds
-//!   exactly the last `capacity` messages (`oldest_held = head - capacity`):
-//!   exactly `capacity` behind is still readable, `capacity + 1` behind is
-//!   expired. The typed ring reserves slots a sixteenth of its capacity at a
-//!   time, so it holds the last `capacity` messages and up to
-//!   `capacity / 16 - 1` more: a cursor is never expired while it is at most
-//!   `capacity` behind. A message overwritten *while* it is being read is
-//!   expired too. The byte ring also expires a message whose bytes were
-//!   reused (`max_bytes` bound first).
+//!   `c == head`, and expired once the message it points at was
+//!   overwritten. Both rings hold at least the last `capacity` messages, so
+//!   a cursor is never expired while it is at most `capacity` behind. The
+//!   typed ring reserves slots a sixteenth of its capacity at a time, so it
+//!   holds up to `capacity / 16 - 1` more. The byte ring holds exactly the
+//!   last `capacity` (`oldest_held = head - capacity`), as far as their
+//!   bytes were not reused (`max_bytes` bound first), and keeps up to as
+//!   many again until they are overwritten: a cursor behind `oldest_held`
+//!   still reads them, and one that expires resumes at `oldest_held`, with
+//!   room ahead of the publisher (see [`bytes`]). A message overwritten
+//!   *while* it is being read is expired too.
 //! * **New subscribers start at the head**: they see only messages published
 //!   after they were created. [`Publisher::subscribe_at`] starts elsewhere,
 //!   if that position is still held.

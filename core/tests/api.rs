@@ -982,6 +982,49 @@ fn publish_vectored_equals_concatenation() {
     }
 }
 
+/// The byte ring keeps twice the messages it holds: a reader behind the
+/// oldest held still reads what is kept, and one whose message was
+/// overwritten resumes at the oldest held, not at the oldest kept (which the
+/// next publish would take), so it has room to read before the publisher
+/// catches it up again.
+#[test]
+fn byte_reader_behind_the_held_reads_what_is_kept_and_resumes_with_room() {
+    let (mut publisher, mut sub) = bytes::channel(byte_config(4, 1 << 12, 16)).unwrap();
+    let mut late = publisher.subscribe();
+    for seq in 0..7 {
+        publisher.publish(payload(seq, 16)).unwrap();
+    }
+    // Holds 3..7; keeps 0..7 (8 index slots).
+    assert_eq!(publisher.oldest_held(), 3);
+    let (got, end) = drain_bytes(&mut sub);
+    assert_eq!(end, TryRecvError::Empty);
+    assert_eq!(got, (0..7).map(|s| (s, payload(s, 16))).collect::<Vec<_>>());
+    assert!(publisher.subscribe_at(2).is_err(), "2 is kept, not held");
+
+    for seq in 7..9 {
+        publisher.publish(payload(seq, 16)).unwrap();
+    }
+    // Keeps 1..9: message 0 is gone, and `late` resumes at the oldest held.
+    assert_eq!(publisher.oldest_held(), 5);
+    let mut buf = Vec::new();
+    assert_eq!(
+        late.try_recv(&mut buf),
+        Err(TryRecvError::Expired {
+            missed: 5,
+            resume_seq: 5
+        })
+    );
+    // Room: four more publishes and message 5 is still kept.
+    for seq in 9..13 {
+        publisher.publish(payload(seq, 16)).unwrap();
+    }
+    assert_eq!(late.try_recv(&mut buf), Ok(5));
+    assert_eq!(buf, payload(5, 16));
+    let (got, _) = drain_bytes(&mut late);
+    assert_eq!(got.first().map(|m| m.0), Some(6));
+    assert_eq!(got.last().map(|m| m.0), Some(12));
+}
+
 #[test]
 fn expiry_by_bytes() {
     // 1024 index slots but 64 arena bytes: four 16-byte messages fit.

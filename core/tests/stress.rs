@@ -419,7 +419,7 @@ fn typed_ring_of_one_slot_never_tears() {
 
 #[test]
 fn byte_ring_of_tiny_arena_never_tears() {
-    // Two index slots and room for about two messages' bytes: every read
+    // Capacity 2 and room for about two messages' bytes: every read
     // races a write of its slot or of its bytes.
     let config = Config::new()
         .capacity(2)

@@ -6,12 +6,14 @@
 //!
 //! - A cursor `c` is readable when `oldest_held <= c < head`, waiting
 //!   (`Empty`, or `Closed` once the publisher is gone) when `c == head`, and
-//!   expired when `c < oldest_held`; an expired receive moves the cursor to
-//!   the oldest intact message and reports `missed = resume_seq - c`.
+//!   expired once its message was overwritten; an expired receive moves the
+//!   cursor to the oldest message held and reports `missed = resume_seq - c`.
 //! - The byte ring also expires a message whose bytes were reused: message
 //!   `seq` occupies byte positions `[pos, pos + round8(len))`, positions only
-//!   grow, and the arena holds the last `arena_bytes` of them, so a message
-//!   is lapped once `pos + arena_bytes < end of the bytes written`.
+//!   grow, and the arena keeps the last `arena_bytes` of them, so a message
+//!   is lapped once `pos + arena_bytes < end of the bytes written`. It keeps
+//!   more than it holds (twice the index, and a sixteenth of the arena):
+//!   `reference::Model` says which is which.
 //! - New subscribers start at the head; `subscribe_at` accepts exactly
 //!   `oldest_held..=head`; clones continue from the same cursor.
 //!
@@ -227,7 +229,7 @@ fuzz_target!(|input: Input| {
         let handle = publisher.handle();
         assert_eq!(handle.capacity(), capacity.next_power_of_two());
         assert_eq!(handle.max_message_size(), max_message_size);
-        let model = Model::new(capacity, arena_bytes, start);
+        let model = Model::new(capacity, arena_bytes, start).for_byte_ring(max_message_size);
         let ring = Bytes {
             publisher: Some(publisher),
             handle,

@@ -361,7 +361,7 @@ fn nothing_lost_typed() {
     });
 }
 
-/// (d) Nothing lost, byte ring: two index slots and a 16-byte arena, so the
+/// (d) Nothing lost, byte ring: capacity 2 and a 16-byte arena, so the
 /// third message reuses the bytes of both earlier ones while they may be
 /// being copied. Every payload read is exact; the counts add up.
 #[test]

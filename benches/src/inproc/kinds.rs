@@ -352,8 +352,9 @@ impl Kind for Bytes256 {
     type RcTx = BytePublisher;
     type RcRx = (ByteSubscriber, Vec<u8>);
     fn rc_new(capacity: usize) -> (Self::RcTx, Self::RcRx) {
-        // The arena holds exactly `capacity` payloads, so the message count
-        // binds, as for the other contenders.
+        // The arena keeps exactly `capacity` payloads: as with the other
+        // contenders, a reader is never expired while it is at most
+        // `capacity` messages behind.
         let config = Config::new()
             .capacity(capacity)
             .max_bytes(capacity * PAYLOAD)

@@ -17,10 +17,23 @@ pub fn round8(n: u64) -> u64 {
 }
 
 /// The reference model; readers are plain cursors.
+///
+/// It tells the messages *kept* (still readable by a cursor that points at
+/// them) from those *held* (`oldest_held`, `subscribe_at`, and where an
+/// expired cursor resumes). The typed ring holds what it keeps. The byte
+/// ring holds the last `capacity` messages whose bytes lie in the last
+/// `held_bytes`, and keeps the last `2 * capacity` whose bytes lie in the
+/// last `arena_bytes`.
 pub struct Model {
     pub capacity: usize,
     /// Arena size in bytes; `u64::MAX` for the typed ring (bytes never bind).
     pub arena_bytes: u64,
+    /// Bytes held: `arena_bytes` less a sixteenth in whole words, at least
+    /// the largest message (byte ring).
+    pub held_bytes: u64,
+    /// Byte ring: index slots kept, `2 * capacity`. Typed ring: `None`, the
+    /// reservation decides.
+    pub kept_index: Option<u64>,
     pub head: u64,
     /// Typed ring: messages reserved at a time (1 for the byte ring).
     pub step: u64,
@@ -31,8 +44,8 @@ pub struct Model {
     /// End of the bytes written so far.
     pub reserved: u64,
     pub closed: bool,
-    /// The last `capacity` messages: `(seq, pos, payload)`.
-    pub held: VecDeque<(u64, u64, Vec<u8>)>,
+    /// The messages kept: `(seq, pos, payload)`.
+    pub kept: VecDeque<(u64, u64, Vec<u8>)>,
     pub readers: Vec<u64>,
 }
 
@@ -41,14 +54,26 @@ impl Model {
         Self {
             capacity: capacity.max(1).next_power_of_two(),
             arena_bytes,
+            held_bytes: arena_bytes,
+            kept_index: None,
             head: start,
             step: 1,
             reserve_seq: start,
             reserved: 0,
             closed: false,
-            held: VecDeque::new(),
+            kept: VecDeque::new(),
             readers: vec![start],
         }
+    }
+
+    /// The byte ring's model: it keeps twice the index it holds, and holds
+    /// a sixteenth less of the arena (in whole words) than it keeps, but
+    /// room for a message of `max_message_size`.
+    pub fn for_byte_ring(mut self, max_message_size: usize) -> Self {
+        self.kept_index = Some(2 * self.capacity as u64);
+        let largest = round8(max_message_size as u64);
+        self.held_bytes = (self.arena_bytes - self.arena_bytes / 128 * 8).max(largest);
+        self
     }
 
     /// The same model reserving `step` messages at a time, as the typed
@@ -70,21 +95,38 @@ impl Model {
             let len = self.step.min(slots - seq % slots);
             self.reserve_seq = seq.saturating_add(len);
         }
-        self.held.push_back((seq, pos, payload));
-        let oldest = self.reserve_seq.saturating_sub(slots);
-        while self.held.front().is_some_and(|m| m.0 < oldest) {
-            self.held.pop_front();
+        self.kept.push_back((seq, pos, payload));
+        let oldest = match self.kept_index {
+            Some(index) => (seq + 1).saturating_sub(index),
+            None => self.reserve_seq.saturating_sub(slots),
+        };
+        while self.kept.front().is_some_and(|m| m.0 < oldest) {
+            self.kept.pop_front();
         }
         self.head += 1;
         seq
     }
 
+    /// The oldest message held, counting messages only (bytes aside).
     pub fn oldest_held(&self) -> u64 {
-        self.held.front().map_or(self.head, |m| m.0)
+        let held_from = match self.kept_index {
+            Some(_) => self.head.saturating_sub(self.capacity as u64),
+            None => 0,
+        };
+        self.kept
+            .iter()
+            .find(|m| m.0 >= held_from)
+            .map_or(self.head, |m| m.0)
     }
 
+    /// Whether bytes from `pos` on are still in the arena.
     pub fn intact(&self, pos: u64) -> bool {
         self.reserved <= pos.saturating_add(self.arena_bytes)
+    }
+
+    /// Whether bytes from `pos` on are among those held.
+    pub fn bytes_held(&self, pos: u64) -> bool {
+        self.reserved <= pos.saturating_add(self.held_bytes)
     }
 
     pub fn subscribe_at(&mut self, seq: u64) -> Result<(), SubscribeError> {
@@ -150,7 +192,7 @@ impl Model {
             });
         }
         if let Some(m) = self
-            .held
+            .kept
             .iter()
             .find(|m| m.0 == cursor)
             .filter(|m| self.intact(m.1))
@@ -159,11 +201,12 @@ impl Model {
             self.readers[reader] = cursor + 1;
             return Ok(out);
         }
+        let oldest = self.oldest_held();
         let resume = self
-            .held
+            .kept
             .iter()
-            .filter(|m| m.0 > cursor)
-            .find(|m| self.intact(m.1))
+            .filter(|m| m.0 > cursor && m.0 >= oldest)
+            .find(|m| self.bytes_held(m.1))
             .map_or(self.head, |m| m.0);
         self.readers[reader] = resume;
         Err(TryRecvError::Expired {
