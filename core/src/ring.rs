@@ -497,13 +497,26 @@ impl<T: NoUninit> Shared<T> {
         if max == 0 {
             return Ok(0);
         }
-        if seq >= pos.head {
+        if seq >= pos.head || pos.head - seq <= self.hot(pos) {
+            // Nothing cached, or only messages in the line being written:
+            // look for more first.
             self.refresh_head(pos)?;
         }
+        let cached = pos.head - seq;
         // No more than the ring holds: a reader lapped far behind must not
         // reserve room for everything it missed before it learns that it
         // missed it. Below `max`, so it fits a `usize`.
-        let n = (pos.head - seq).min(self.slots).min(max as u64) as usize;
+        let mut n = cached.min(self.slots).min(max as u64) as usize;
+        if n as u64 == cached {
+            // The batch would end at the head. Leave the messages that share
+            // a cache line with the next publish for the next call, unless
+            // they are all there is: reading that line now would only pull
+            // it away from the publisher, which is about to write it again.
+            let hot = self.hot(pos);
+            if cached > hot {
+                n -= hot as usize;
+            }
+        }
         out.reserve(n);
         let mut slot = pos.slot;
         for dst in &mut out.spare_capacity_mut()[..n] {
@@ -528,6 +541,28 @@ impl<T: NoUninit> Shared<T> {
         // it, the bytes of a `T` without padding.
         unsafe { out.set_len(out.len() + n) };
         Ok(n)
+    }
+
+    /// How many of the messages below the head `pos` last loaded share a
+    /// cache line with the slot of that head, where the next publish
+    /// writes: the publisher is still writing that line. Meaningful while
+    /// the cursor is at most one ring behind that head.
+    #[inline]
+    fn hot(&self, pos: &ReadPos) -> u64 {
+        let bytes = (words::<T>() * 8) as u64;
+        if bytes > 64 {
+            // A message spans lines of its own.
+            return 0;
+        }
+        let behind = pos.head.saturating_sub(pos.cursor).min(self.slots);
+        let mut head_slot = pos.slot as u64 + behind;
+        if head_slot >= self.slots {
+            head_slot -= self.slots;
+        }
+        let addr = self.data.as_ptr() as u64 + head_slot * bytes;
+        // Messages that start below `addr` in its line, and not past the
+        // ring's first slot (those before it lie at the other end).
+        (addr % 64).div_ceil(bytes).min(head_slot)
     }
 
     /// Reloads the head once the cursor has caught up with the cached one:
@@ -579,8 +614,12 @@ impl<T: NoUninit> Subscriber<T> {
     /// A batch stops short of `max` at the head this subscriber last loaded
     /// (it loads the head again only once it has read up to it, as
     /// `try_recv` does), so it may return fewer messages than are
-    /// published; the next call takes the rest. When it returns `Ok`, it
-    /// took at least one (for `max > 0`).
+    /// published; the next call takes the rest. It also stops before the
+    /// messages that share a cache line with the next publish, unless they
+    /// are all there is: the publisher is still writing that line, and a
+    /// reader that read it now would pull it away from the publisher once
+    /// per batch. When it returns `Ok`, it took at least one (for
+    /// `max > 0`).
     ///
     /// Errors as `try_recv` does, and then appends nothing: `Empty` or
     /// `Closed` when no message is waiting, and `Expired { missed,
@@ -596,8 +635,10 @@ impl<T: NoUninit> Subscriber<T> {
     ///     publisher.publish(i);
     /// }
     /// let mut batch = Vec::new();
-    /// assert_eq!(subscriber.try_recv_many(&mut batch, 3), Ok(3));
-    /// assert_eq!(subscriber.try_recv_many(&mut batch, 3), Ok(2));
+    /// // Batches of 1 to 3 (where they stop depends on the cache lines).
+    /// while let Ok(n) = subscriber.try_recv_many(&mut batch, 3) {
+    ///     assert!((1..=3).contains(&n));
+    /// }
     /// assert_eq!(batch, [0, 1, 2, 3, 4]);
     /// assert_eq!(subscriber.try_recv_many(&mut batch, 3), Err(TryRecvError::Empty));
     /// ```

@@ -197,6 +197,31 @@ fn far_behind_expires_to_oldest() {
     );
 }
 
+/// A batch leaves the messages that share a cache line with the next
+/// publish (at most 7 `u64`) for a later call, but never all of what there
+/// is: a lone message comes at once, and nothing is lost or reordered.
+#[test]
+fn batch_leaves_the_line_being_written_for_later_but_never_starves() {
+    let (mut publisher, mut sub) = channel::<u64>(1024);
+    for i in 0..100 {
+        publisher.publish(i);
+    }
+    let mut out = Vec::new();
+    let first = sub.try_recv_many(&mut out, 1000).unwrap();
+    assert!((93..=100).contains(&first), "first batch {first}");
+    while out.len() < 100 {
+        let n = sub.try_recv_many(&mut out, 1000).unwrap();
+        assert!(n >= 1);
+    }
+    assert_eq!(out, (0..100).collect::<Vec<u64>>());
+    assert_eq!(sub.try_recv_many(&mut out, 1000), Err(TryRecvError::Empty));
+    for i in 100..120 {
+        publisher.publish(i);
+        assert_eq!(sub.try_recv_many(&mut out, 1000), Ok(1), "message {i}");
+    }
+    assert_eq!(out, (0..120).collect::<Vec<u64>>());
+}
+
 #[test]
 fn batch_far_behind_expires_without_reserving_what_it_missed() {
     let (mut publisher, mut sub) = channel::<u64>(4);
