@@ -44,7 +44,7 @@ impl StartGate {
         let mut spins = 0u32;
         while self.arrived.load(Ordering::Acquire) < self.threads {
             spins += 1;
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 std::thread::yield_now();
             } else {
                 spin_loop();
