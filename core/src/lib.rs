@@ -24,8 +24,8 @@
 //!   `c == head`, and expired once the message it points at was
 //!   overwritten. Both rings hold at least the last `capacity` messages, so
 //!   a cursor is never expired while it is at most `capacity` behind. The
-//!   typed ring reserves slots a sixteenth of its capacity at a time, so it
-//!   holds up to `capacity / 16 - 1` more. The byte ring holds exactly the
+//!   typed ring reserves slots a quarter of its capacity at a time, so it
+//!   holds up to `capacity / 4 - 1` more. The byte ring holds exactly the
 //!   last `capacity` (`oldest_held = head - capacity`), as far as their
 //!   bytes were not reused (`max_bytes` bound first), and keeps up to as
 //!   many again until they are overwritten: a cursor behind `oldest_held`
@@ -114,7 +114,7 @@
 //! them: `head` (messages below it are complete) and `reserved` (writes to
 //! messages below it may have begun). To publish message `seq`:
 //!
-//! 1. once every `capacity / 16` messages: `reserved := seq + step`, Release
+//! 1. once every `capacity / 4` messages: `reserved := seq + step`, Release
 //!    fence;
 //! 2. store the data words (relaxed atomics);
 //! 3. head := `seq + 1` (Release); then wake parked readers, if any (an

@@ -515,9 +515,9 @@ impl SlotStoresRx {
                 // up to `ahead - len` after `next` had its slot rewritten.
                 // Resuming right after them would put the reader where the
                 // publisher writes next; like ringcast's readers, it skips
-                // a sixteenth of the ring further.
+                // a quarter of the ring further.
                 let len = self.shared.slots.len() as u64;
-                let missed = ahead - len + 1 + len / 16;
+                let missed = ahead - len + 1 + len / 4;
                 self.next += missed;
                 sink.lost(missed, Some(self.next));
             }
@@ -630,9 +630,9 @@ mod tests {
         }
         assert_eq!(SlotStores::poll(&mut rxs[1], &mut sinks[1]), Poll::Progress);
         // Its slot for message 0 holds 64, which proves 0..=32 rewritten; it
-        // resumes 2 (a sixteenth of 32) further, at 35. There it finds 67,
-        // so 35..=37 are gone too: it skips to 38, and so on, 3 at a time,
-        // to 50, which is intact, as is everything after it.
+        // resumes 8 (a quarter of 32) further, at 41. There it finds 73, so
+        // 41 is gone too: it skips 9, to 50, which is intact, as is
+        // everything after it.
         assert_eq!((sinks[1].0.delivered, sinks[1].0.missed), (31, 50));
         drop(tx);
         for (rx, sink) in rxs.iter_mut().zip(&mut sinks) {
