@@ -8,10 +8,13 @@
 //!
 //! A message is expired when its index slot was reused (stamp check)
 //! **or** its bytes were reused: the publisher announces, in
-//! `reserved`, the end of the bytes it is about to write before writing
-//! them, so a reader that copied a message's words and then sees
-//! `reserved > pos + arena_bytes` knows some of them may have been
-//! overwritten, and reports expiry instead of returning them.
+//! `reserved`, how far it may write before writing there, so a reader that
+//! copied a message's words and then sees `reserved > pos + arena_bytes`
+//! knows some of them may have been overwritten, and reports expiry
+//! instead of returning them. It reserves ahead, `arena_bytes - held_bytes`
+//! (a sixteenth of the arena) at a time, as the typed ring reserves slots:
+//! readers load `reserved` after every copy, and a store to it on every
+//! publish would pull that cache line back from them every time.
 //!
 //! # Held, and kept a while longer
 //!
@@ -21,8 +24,8 @@
 //! has `2 * capacity` slots and the arena all of `max_bytes`, and a reader
 //! further behind than the held messages still reads what is kept, until it
 //! is overwritten. A reader whose message was overwritten resumes at the
-//! oldest message held, which is then `capacity` messages and a sixteenth
-//! of the arena away from being overwritten itself. Resuming at the oldest
+//! oldest message held, which is then `capacity` messages and one
+//! reservation of bytes away from being overwritten itself. Resuming at the oldest
 //! message *kept* would leave it nothing: a reader slower than the
 //! publisher would resume at the slot the next publish takes, lose it while
 //! copying it, and so on, receiving almost nothing for as long as the
@@ -309,6 +312,7 @@ fn with_start(config: Config, start: u64) -> Result<(BytePublisher, ByteSubscrib
     let publisher = BytePublisher {
         head: start,
         byte_head: 0,
+        reserved: 0,
         handle,
     };
     Ok((publisher, subscriber))
@@ -318,9 +322,11 @@ fn with_start(config: Config, start: u64) -> Result<(BytePublisher, ByteSubscrib
 pub struct BytePublisher {
     /// Sequence number of the next publish; mirrors `state.head`.
     head: u64,
-    /// Byte position where the next payload starts; mirrors `reserved`.
-    /// A multiple of 8.
+    /// Byte position where the next payload starts. A multiple of 8.
     byte_head: u64,
+    /// Mirrors `shared.reserved`, which only this publisher writes: at or
+    /// above `byte_head`, and at most `arena_bytes - held_bytes` above it.
+    reserved: u64,
     handle: ByteHandle,
 }
 
@@ -368,9 +374,16 @@ impl BytePublisher {
         let slot = shared.slot(seq);
         let pos = self.byte_head;
         let end = pos + (len as u64).div_ceil(8) * 8;
-        // Relaxed: published to readers by the Release fence in `begin_write`,
-        // which precedes every payload store below.
-        shared.reserved.store(end, Ordering::Relaxed);
+        if end > self.reserved {
+            // The next reservation: this message's bytes, or the margin
+            // between what the arena keeps and what it holds if that is
+            // more. `reserved - byte_head` then stays within the margin, so
+            // a message whose bytes are held is never judged overwritten.
+            self.reserved = end.max(pos + (shared.arena_bytes - shared.held_bytes));
+            // Relaxed: published to readers by the Release fence in
+            // `begin_write`, which precedes every payload store below.
+            shared.reserved.store(self.reserved, Ordering::Relaxed);
+        }
         shared.index.begin_write(slot);
         let mut packer = Packer {
             arena: &shared.arena,

@@ -43,6 +43,10 @@ pub struct Model {
     pub reserve_seq: u64,
     /// End of the bytes written so far.
     pub reserved: u64,
+    /// Byte ring: how far the publisher may have written (its `reserved`):
+    /// it reserves `arena_bytes - held_bytes` ahead at a time, or up to
+    /// the end of the message if that is further.
+    pub bytes_reserved: u64,
     pub closed: bool,
     /// The messages kept: `(seq, pos, payload)`.
     pub kept: VecDeque<(u64, u64, Vec<u8>)>,
@@ -60,6 +64,7 @@ impl Model {
             step: 1,
             reserve_seq: start,
             reserved: 0,
+            bytes_reserved: 0,
             closed: false,
             kept: VecDeque::new(),
             readers: vec![start],
@@ -88,6 +93,10 @@ impl Model {
         let seq = self.head;
         let pos = self.reserved;
         self.reserved += round8(payload.len() as u64);
+        if self.reserved > self.bytes_reserved {
+            let margin = self.arena_bytes - self.held_bytes;
+            self.bytes_reserved = self.reserved.max(pos.saturating_add(margin));
+        }
         let slots = self.capacity as u64 + self.step - 1;
         if seq >= self.reserve_seq {
             // A reservation stops at the ring's last slot (message `s` is in
@@ -121,12 +130,12 @@ impl Model {
 
     /// Whether bytes from `pos` on are still in the arena.
     pub fn intact(&self, pos: u64) -> bool {
-        self.reserved <= pos.saturating_add(self.arena_bytes)
+        self.bytes_reserved <= pos.saturating_add(self.arena_bytes)
     }
 
     /// Whether bytes from `pos` on are among those held.
     pub fn bytes_held(&self, pos: u64) -> bool {
-        self.reserved <= pos.saturating_add(self.held_bytes)
+        self.bytes_reserved <= pos.saturating_add(self.held_bytes)
     }
 
     pub fn subscribe_at(&mut self, seq: u64) -> Result<(), SubscribeError> {
