@@ -1052,7 +1052,7 @@ fn byte_reader_behind_the_held_reads_what_is_kept_and_resumes_with_room() {
 
 #[test]
 fn expiry_by_bytes() {
-    // 1024 index slots but 64 arena bytes: four 16-byte messages fit.
+    // Capacity 1024 but 64 arena bytes: four 16-byte messages fit.
     let (mut publisher, mut slow) = bytes::channel(byte_config(1024, 64, 24)).unwrap();
     for seq in 0..10 {
         publisher.publish(payload(seq, 16)).unwrap();
