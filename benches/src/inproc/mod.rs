@@ -1306,12 +1306,15 @@ fn write_sections(
              after every poll, must lose nothing in every run where it was never away \
              between two polls for as long as the ring lasts at that pace. A run where it \
              was away that long (the scheduler gave its core to something else) tests the \
-             machine, not the ring, and is reported apart. On this machine a spinning \
-             thread loses its core for tens of microseconds every few milliseconds, longer \
-             than the ring lasts at the fastest paces, so the keep-up runs are short (an \
-             eighth of a throughput run) and three times as many: short runs are the ones \
-             that can show a reader present throughout.",
+             machine, not the ring, and is reported apart.",
         );
+        s.text(format!(
+            "On this machine a spinning thread loses its core for tens of microseconds \
+             every few milliseconds, longer than the ring lasts at the fastest paces, so the \
+             keep-up runs are short (1/{KEEP_UP_SHORTER} of a throughput run) and \
+             {KEEP_UP_MORE} times as many: short runs are the ones that can show a reader \
+             present throughout."
+        ));
         s.table(t);
     }
 }
