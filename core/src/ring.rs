@@ -505,10 +505,12 @@ impl<T: NoUninit> Shared<T> {
         if max == 0 {
             return Ok(0);
         }
-        if seq >= pos.head || pos.head - seq <= self.hot(pos) {
+        let mut hot = self.hot(pos);
+        if seq >= pos.head || pos.head - seq <= hot {
             // Nothing cached, or only messages in the line being written:
             // look for more first.
             self.refresh_head(pos)?;
+            hot = self.hot(pos);
         }
         let cached = pos.head - seq;
         // No more than the ring holds: a reader lapped far behind must not
@@ -520,7 +522,6 @@ impl<T: NoUninit> Shared<T> {
             // a cache line with the next publish for the next call, unless
             // they are all there is: reading that line now would only pull
             // it away from the publisher, which is about to write it again.
-            let hot = self.hot(pos);
             if cached > hot {
                 n -= hot as usize;
             }
