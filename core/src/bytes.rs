@@ -25,8 +25,8 @@
 //! further behind than the held messages still reads what is kept, until it
 //! is overwritten. A reader whose message was overwritten resumes at the
 //! oldest message held, which is then `capacity` messages and one
-//! reservation of bytes away from being overwritten itself. Resuming at the oldest
-//! message *kept* would leave it nothing: a reader slower than the
+//! reservation of bytes away from being overwritten itself. Resuming at the
+//! oldest message *kept* would leave it nothing: a reader slower than the
 //! publisher would resume at the slot the next publish takes, lose it while
 //! copying it, and so on, receiving almost nothing for as long as the
 //! publisher outpaced it.
@@ -259,6 +259,12 @@ impl Source for Shared {
     }
 }
 
+/// The arena bytes a payload of `len` bytes takes: whole words.
+#[inline]
+fn arena_span(len: usize) -> u64 {
+    (len as u64).div_ceil(8) * 8
+}
+
 /// Creates a byte ring and returns its publisher and a first subscriber at
 /// the head.
 ///
@@ -290,7 +296,7 @@ fn with_start(config: Config, start: u64) -> Result<(BytePublisher, ByteSubscrib
         });
     }
     let arena_bytes = arena_words as u64 * 8;
-    let largest = (config.max_message_size as u64).div_ceil(8) * 8;
+    let largest = arena_span(config.max_message_size);
     let index_slots = capacity
         .checked_mul(2)
         .expect("byte ring capacity overflows usize");
@@ -373,7 +379,7 @@ impl BytePublisher {
         let shared = &*self.handle.shared;
         let slot = shared.slot(seq);
         let pos = self.byte_head;
-        let end = pos + (len as u64).div_ceil(8) * 8;
+        let end = pos + arena_span(len);
         if end > self.reserved {
             // The next reservation: this message's bytes, or the margin
             // between what the arena keeps and what it holds if that is
