@@ -62,12 +62,13 @@
 //! store and one head store, and the slots are as dense as the values.
 //!
 //! The publisher keeps its own copy of the head and never loads the shared
-//! one. Readers poll the shared head, so its cache line is usually theirs
-//! when a publish begins; a publish that loaded it would wait for that line
-//! before it could even find its slot, and every reader would then wait as
-//! long again for the message. The copy costs one store per publish to a
-//! line only the publisher touches; the rest of what it keeps changes once
-//! per reservation.
+//! one. Readers poll the shared head, so its cache line keeps moving
+//! between their cores and the publisher's, and a publish that began by
+//! loading it could not find its slot until that load returned: with a
+//! reader at its heels, such a publisher fell well short of the pace it
+//! keeps now. The copy costs one store per publish to a line only the
+//! publisher touches; the rest of what it keeps changes once per
+//! reservation.
 
 use std::marker::PhantomData;
 use std::mem::{size_of, MaybeUninit};
