@@ -2,7 +2,7 @@
 //! user would otherwise pick, in one run on one machine.
 //!
 //! ```text
-//! cargo run --release -p ringcast-benches -- [--quick] [--no-net] [--out DIR] [--runs N]
+//! cargo run --release -p ringcast-benches -- [--quick] [--no-net] [--no-pin] [--out DIR] [--runs N]
 //! ```
 //!
 //! * Full mode (default, minutes): repeated runs, medians and spread; writes
@@ -57,6 +57,10 @@ pub struct Opts {
     /// Skip the in-process half.
     #[arg(long)]
     pub no_inproc: bool,
+    /// Leave the network half's runtime workers unpinned (by default each is
+    /// pinned to a CPU of its own; see `src/net/pin.rs`).
+    #[arg(long)]
+    pub no_pin: bool,
     /// Timed runs per figure (default: 5 in full mode, 1 in quick mode).
     #[arg(long, value_name = "N")]
     pub runs: Option<usize>,
@@ -157,6 +161,7 @@ fn network_half(opts: &Opts, report: &mut Report) {
     if let Some(runs) = opts.runs {
         net_opts.runs = runs;
     }
+    net_opts.pin_workers = !opts.no_pin;
     let results = net::run(&net_opts);
     let section = report.section("Network (loopback)");
     section.text(results.to_markdown());
@@ -211,6 +216,9 @@ fn header(opts: &Opts, cpu: &report::CpuUse) -> String {
     }
     if opts.no_inproc {
         flags.push("--no-inproc".to_string());
+    }
+    if opts.no_pin {
+        flags.push("--no-pin".to_string());
     }
     if let Some(r) = opts.runs {
         flags.push(format!("--runs {r}"));

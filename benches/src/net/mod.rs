@@ -41,6 +41,7 @@
 
 mod common;
 mod nats;
+mod pin;
 mod raw;
 mod rc;
 mod redis_streams;
@@ -152,6 +153,8 @@ pub struct NetOpts {
     /// Worker threads of the tokio runtime every contender's client side
     /// (and ringcast's nodes) runs on. Default 2, the machine's cores.
     pub worker_threads: usize,
+    /// Pin each worker thread to a CPU of its own (see [`pin`]). Default on.
+    pub pin_workers: bool,
 }
 
 impl NetOpts {
@@ -176,6 +179,7 @@ impl NetOpts {
             contenders: Contender::ALL.to_vec(),
             verbose: true,
             worker_threads: 2,
+            pin_workers: true,
         }
     }
 
@@ -319,6 +323,8 @@ pub struct NetResults {
     pub checks: Vec<NetCheck>,
     /// Skips and other remarks, in words.
     pub notes: Vec<String>,
+    /// The runtime the contenders' client sides run on, for the report.
+    pub runtime: String,
     /// Wall-clock time the network half took.
     pub elapsed: Duration,
 }
@@ -378,11 +384,12 @@ pub fn run(opts: &NetOpts) -> NetResults {
         mode: if opts.quick { "quick" } else { "full" }.into(),
         ..Default::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
         .worker_threads(opts.worker_threads.max(1))
-        .enable_all()
-        .build()
-    {
+        .enable_all();
+    let pins = opts.pin_workers.then(|| pin::workers(&mut builder));
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             results
@@ -432,6 +439,11 @@ pub fn run(opts: &NetOpts) -> NetResults {
         catchup_all(opts, &env, &contenders, &mut results).await;
     });
     drop(runtime);
+    results.runtime = format!(
+        "a {}-worker tokio runtime, {}",
+        opts.worker_threads.max(1),
+        pins.map_or_else(|| "workers not pinned".to_string(), |p| p.describe())
+    );
     servers.stop();
     let _ = std::fs::remove_dir_all(&certs);
     results.elapsed = started.elapsed();
@@ -950,7 +962,7 @@ impl NetResults {
     /// The network half as Markdown: servers, tables, targets, checks, notes.
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "Network half ({} mode, {:.0} s), loopback, all contenders in one process sharing a 2-worker tokio runtime (the peer servers are separate processes).\n", self.mode, self.elapsed.as_secs_f64());
+        let _ = writeln!(s, "Network half ({} mode, {:.0} s), loopback, all contenders in one process sharing {} (the peer servers are separate processes).\n", self.mode, self.elapsed.as_secs_f64(), self.runtime);
         s.push_str(CONTENDERS_DOC);
         if !self.servers.is_empty() {
             let _ = writeln!(s, "| server | version | status |\n|---|---|---|");
