@@ -58,7 +58,8 @@ pub struct Opts {
     #[arg(long)]
     pub no_inproc: bool,
     /// Leave the network half's runtime workers unpinned (by default each is
-    /// pinned to a CPU of its own; see `src/net/pin.rs`).
+    /// pinned to a CPU of its own for the catch-up runs; see
+    /// `src/net/pin.rs`).
     #[arg(long)]
     pub no_pin: bool,
     /// Timed runs per figure (default: 5 in full mode, 1 in quick mode).

@@ -153,7 +153,8 @@ pub struct NetOpts {
     /// Worker threads of the tokio runtime every contender's client side
     /// (and ringcast's nodes) runs on. Default 2, the machine's cores.
     pub worker_threads: usize,
-    /// Pin each worker thread to a CPU of its own (see [`pin`]). Default on.
+    /// Pin each worker thread to a CPU of its own for the catch-up runs
+    /// (see [`pin`]). Default on.
     pub pin_workers: bool,
 }
 
@@ -436,7 +437,14 @@ pub fn run(opts: &NetOpts) -> NetResults {
     runtime.block_on(async {
         throughput_all(opts, &env, &contenders, &mut results).await;
         latency_all(opts, &env, &contenders, &mut results).await;
+        // Pinned for the catch-up runs only: see `pin`.
+        if let Some(pins) = &pins {
+            pins.pin();
+        }
         catchup_all(opts, &env, &contenders, &mut results).await;
+        if let Some(pins) = &pins {
+            pins.unpin();
+        }
     });
     drop(runtime);
     results.runtime = format!(

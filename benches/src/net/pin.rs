@@ -1,68 +1,98 @@
-//! Pinning the runtime's worker threads, one per CPU.
+//! Pinning the runtime's worker threads, one per CPU, for the catch-up runs.
 //!
 //! Every network contender's client side, and ringcast's nodes, run on one
-//! tokio runtime with a worker per core. Left to the kernel, where the
-//! workers ran changed from run to run, and so did the figures: with the
-//! workers unpinned, ringcast's catch-up of a 100,000-message backlog took
-//! a median 31–33 ms over 12 runs, against 23–26 ms pinned, and its live
-//! delivery 36–38 ms against 31–32 ms. The throughput spreads narrowed too.
-//! Pinning takes the kernel's placement out of the comparison for every
-//! contender alike. Threads the runtime starts for blocking work (the
-//! publishers) and the peer servers' processes stay unpinned.
-//! `ringcast-benches --no-pin` runs without it.
+//! tokio runtime with a worker per core. A catch-up run compares two phases
+//! of one contender: live delivery, then the return to a backlog after the
+//! consumer has been away (for ringcast, 600 ms without traffic until its
+//! link is declared dead). Left to the kernel, where the workers ran
+//! differed between the two: with the workers unpinned, ringcast's
+//! catch-up of a 100,000-message backlog took a median 31–33 ms over 12
+//! runs, against 23–26 ms pinned, and its live delivery 36–38 ms against
+//! 31–32 ms. So the workers are pinned, one per CPU, for the catch-up runs
+//! of every contender, and only for those.
+//!
+//! The throughput and latency runs compare contenders run back to back
+//! under the same conditions, and keep the kernel's placement: pinned, a
+//! woken worker can no longer move to the idle core, and the paced latency
+//! runs' p50 rose for every contender on the shared runtime (ringcast
+//! 38.5 → 54.8 µs, raw quinn 39.6 → 50.7 µs, Redis 59.4 → 66.1 µs).
+//!
+//! Threads the runtime starts for blocking work (the publishers) and the
+//! peer servers' processes are never pinned. `ringcast-benches --no-pin`
+//! leaves the workers alone throughout.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// What pinning did, for the report.
+/// The runtime's worker threads, and the CPUs they may be pinned to.
 #[derive(Debug, Default)]
 pub(crate) struct Pins {
-    /// CPUs this process may run on.
+    /// CPUs this process may run on, lowest first.
     cpus: Vec<usize>,
-    /// Per pinned worker, in the order they first parked: its CPU, or why
-    /// it could not be pinned.
-    done: Mutex<Vec<Result<usize, String>>>,
-    next: AtomicUsize,
+    /// Thread ids of the workers, in the order they first parked.
+    workers: Mutex<Vec<i32>>,
+    /// What the last [`Pins::pin`] did, for the report.
+    outcome: Mutex<String>,
 }
 
 impl Pins {
-    /// One line for the report.
-    pub(crate) fn describe(&self) -> String {
-        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        let pinned: Vec<String> = done
-            .iter()
-            .filter_map(|r| r.as_ref().ok().map(|cpu| cpu.to_string()))
-            .collect();
-        let failed: Vec<&String> = done.iter().filter_map(|r| r.as_ref().err()).collect();
-        let mut s = if pinned.is_empty() {
+    /// Pins each worker to a CPU of its own (round robin over [`Pins::cpus`]).
+    pub(crate) fn pin(&self) {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pinned = Vec::new();
+        let mut failed = None;
+        for (i, &tid) in workers.iter().enumerate() {
+            if self.cpus.is_empty() {
+                break;
+            }
+            let cpu = self.cpus[i % self.cpus.len()];
+            match set_affinity(tid, &[cpu]) {
+                Ok(()) => pinned.push(cpu.to_string()),
+                Err(e) => failed = Some(e),
+            }
+        }
+        let mut outcome = if pinned.is_empty() {
             "workers not pinned".to_string()
         } else {
-            format!("workers pinned to CPUs {}", pinned.join(", "))
+            format!(
+                "workers pinned to CPUs {} for the catch-up runs",
+                pinned.join(", ")
+            )
         };
-        if let Some(e) = failed.first() {
-            s.push_str(&format!(" ({} could not be pinned: {e})", failed.len()));
+        if let Some(e) = failed {
+            outcome.push_str(&format!(" (pinning failed: {e})"));
         }
-        s
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
     }
 
-    /// Pins the calling thread to the next CPU, round robin.
-    fn pin_this_thread(&self) {
-        if self.cpus.is_empty() {
-            return;
-        }
-        let cpu = self.cpus[self.next.fetch_add(1, Ordering::Relaxed) % self.cpus.len()];
-        let result = set_affinity(cpu).map(|()| cpu);
-        self.done
+    /// Lets every worker run on any CPU the process may use again.
+    pub(crate) fn unpin(&self) {
+        for &tid in self
+            .workers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(result);
+            .iter()
+        {
+            // A worker left pinned only changes the figures after it; the
+            // report says which runs were pinned.
+            let _ = set_affinity(tid, &self.cpus);
+        }
+    }
+
+    /// One line for the report.
+    pub(crate) fn describe(&self) -> String {
+        let outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        if outcome.is_empty() {
+            "workers not pinned".to_string()
+        } else {
+            outcome.clone()
+        }
     }
 }
 
 /// Arranges for each worker thread of the runtime `builder` will build to
-/// pin itself to a CPU of its own the first time it parks (every worker
-/// parks as soon as it starts and finds nothing to do). Only worker threads
-/// park, so blocking threads are left alone.
+/// make itself known the first time it parks (every worker parks as soon
+/// as it starts and finds nothing to do). Only worker threads park, so
+/// blocking threads are never recorded.
 pub(crate) fn workers(builder: &mut tokio::runtime::Builder) -> Arc<Pins> {
     let pins = Arc::new(Pins {
         cpus: allowed_cpus(),
@@ -71,23 +101,32 @@ pub(crate) fn workers(builder: &mut tokio::runtime::Builder) -> Arc<Pins> {
     let hook = Arc::clone(&pins);
     builder.on_thread_park(move || {
         thread_local! {
-            static PINNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+            static KNOWN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         }
-        if !PINNED.with(|p| p.replace(true)) {
-            hook.pin_this_thread();
+        if !KNOWN.with(|k| k.replace(true)) {
+            hook.workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(this_thread());
         }
     });
     pins
 }
 
 /// The CPUs this process may run on, lowest first.
-#[cfg(target_os = "linux")]
 fn allowed_cpus() -> Vec<usize> {
+    affinity(0)
+}
+
+/// The CPUs thread `tid` (0: the calling thread) may run on, lowest first;
+/// none if that cannot be read.
+#[cfg(target_os = "linux")]
+fn affinity(tid: i32) -> Vec<usize> {
     // SAFETY: `cpu_set_t` is plain data; all zeroes is an empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid `cpu_set_t` of the size passed.
     let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        unsafe { libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
         return Vec::new();
     }
@@ -97,16 +136,24 @@ fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
-/// Restricts the calling thread to `cpu`.
+/// The calling thread's id.
 #[cfg(target_os = "linux")]
-fn set_affinity(cpu: usize) -> Result<(), String> {
-    // SAFETY: as in `allowed_cpus`.
+fn this_thread() -> i32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Restricts thread `tid` to `cpus`.
+#[cfg(target_os = "linux")]
+fn set_affinity(tid: i32, cpus: &[usize]) -> Result<(), String> {
+    // SAFETY: as in `affinity`.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` comes from `allowed_cpus`, below CPU_SETSIZE.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid `cpu_set_t` of the size passed; 0 is the
-    // calling thread.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    for &cpu in cpus {
+        // SAFETY: every `cpu` comes from `allowed_cpus`, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: `set` is a valid `cpu_set_t` of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if rc == 0 {
         Ok(())
     } else {
@@ -116,12 +163,17 @@ fn set_affinity(cpu: usize) -> Result<(), String> {
 
 /// Elsewhere there is nothing to pin to: the workers are left alone.
 #[cfg(not(target_os = "linux"))]
-fn allowed_cpus() -> Vec<usize> {
+fn affinity(_tid: i32) -> Vec<usize> {
     Vec::new()
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_affinity(_cpu: usize) -> Result<(), String> {
+fn this_thread() -> i32 {
+    0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_affinity(_tid: i32, _cpus: &[usize]) -> Result<(), String> {
     Err("not supported on this platform".into())
 }
 
@@ -129,10 +181,28 @@ fn set_affinity(_cpu: usize) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// Each worker ends up alone on a CPU, a different one per worker, and
-    /// says so in the report line.
+    /// The CPUs the worker running the calling task may run on.
+    async fn seen(workers: usize, barrier: &Arc<tokio::sync::Barrier>) -> Vec<Vec<usize>> {
+        let tasks: Vec<_> = (0..workers)
+            .map(|_| {
+                let barrier = Arc::clone(barrier);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    allowed_cpus()
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.push(t.await.unwrap());
+        }
+        seen
+    }
+
+    /// Pinned, each worker is alone on a CPU, a different one per worker,
+    /// and the report says so; unpinned, each may run anywhere again.
     #[test]
-    fn workers_are_pinned_one_per_cpu() {
+    fn workers_are_pinned_one_per_cpu_then_released() {
         let cpus = allowed_cpus();
         assert!(!cpus.is_empty(), "this process may run on no CPU?");
         let workers = cpus.len().min(2);
@@ -140,37 +210,37 @@ mod tests {
         builder.worker_threads(workers).enable_all();
         let pins = super::workers(&mut builder);
         let runtime = builder.build().unwrap();
-        // Each task reports the CPUs the worker running it may run on:
-        // whichever worker that is, one CPU, one of those pinned.
         let barrier = Arc::new(tokio::sync::Barrier::new(workers));
-        let seen: Vec<Vec<usize>> = runtime.block_on(async {
+        runtime.block_on(async {
             // Let every worker start and park once.
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let tasks: Vec<_> = (0..workers)
-                .map(|_| {
-                    let barrier = Arc::clone(&barrier);
-                    tokio::spawn(async move {
-                        barrier.wait().await;
-                        allowed_cpus()
-                    })
+            assert_eq!(pins.workers.lock().unwrap().len(), workers);
+            assert_eq!(pins.describe(), "workers not pinned");
+
+            pins.pin();
+            let mut on: Vec<usize> = pins
+                .workers
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|&tid| {
+                    let cpus = affinity(tid);
+                    assert_eq!(cpus.len(), 1, "a pinned worker may run on {cpus:?}");
+                    cpus[0]
                 })
                 .collect();
-            let mut seen = Vec::new();
-            for t in tasks {
-                seen.push(t.await.unwrap());
+            on.sort_unstable();
+            on.dedup();
+            assert_eq!(on.len(), workers, "two workers pinned to one CPU");
+            for s in seen(workers, &barrier).await {
+                assert_eq!(s.len(), 1, "a task ran on a worker that may run on {s:?}");
             }
-            seen
+            assert!(pins.describe().starts_with("workers pinned to CPUs "));
+
+            pins.unpin();
+            for s in seen(workers, &barrier).await {
+                assert_eq!(s, cpus, "a released worker may run on {s:?} only");
+            }
         });
-        let done = pins.done.lock().unwrap().clone();
-        assert_eq!(done.len(), workers, "{done:?}");
-        let mut pinned: Vec<usize> = done.into_iter().map(|r| r.unwrap()).collect();
-        pinned.sort_unstable();
-        pinned.dedup();
-        assert_eq!(pinned.len(), workers, "two workers on one CPU");
-        for s in &seen {
-            assert_eq!(s.len(), 1, "a worker may run on {s:?}");
-            assert!(pinned.contains(&s[0]));
-        }
-        assert!(pins.describe().starts_with("workers pinned to CPUs "));
     }
 }
