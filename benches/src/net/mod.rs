@@ -326,6 +326,9 @@ pub struct NetResults {
     pub notes: Vec<String>,
     /// The runtime the contenders' client sides run on, for the report.
     pub runtime: String,
+    /// Whether the runtime's workers were pinned, one per CPU, for the
+    /// catch-up runs.
+    pub catchup_pinned: bool,
     /// Wall-clock time the network half took.
     pub elapsed: Duration,
 }
@@ -447,6 +450,7 @@ pub fn run(opts: &NetOpts) -> NetResults {
         }
     });
     drop(runtime);
+    results.catchup_pinned = pins.as_ref().is_some_and(|p| p.pinned());
     results.runtime = format!(
         "a {}-worker tokio runtime, {}",
         opts.worker_threads.max(1),
@@ -1054,7 +1058,7 @@ impl NetResults {
             s.push('\n');
         }
         if !self.catchup.is_empty() {
-            let _ = writeln!(s, "**Catch-up** — a consumer returns to a backlog; time from its return until it has every backlog message, reconnect included, against live delivery of the same count over the same path. A consumer returns when it starts to connect again: NATS and Redis when the benchmark opens the reader, ringcast when its backoff timer dials the producer after the link heals. ringcast's wait for that timer (backoff {}–{} ms here) comes before the return and is shown apart, not counted. The raw quinn stream keeps nothing: no catch-up.\n", rc::CATCHUP_BACKOFF.0.as_millis(), rc::CATCHUP_BACKOFF.1.as_millis());
+            let _ = writeln!(s, "**Catch-up** — a consumer returns to a backlog; time from its return until it has every backlog message, reconnect included, against live delivery of the same count over the same path. A consumer returns when it starts to connect again: NATS and Redis when the benchmark opens the reader, ringcast when its backoff timer dials the producer after the link heals. ringcast's wait for that timer (backoff {}–{} ms here) comes before the return and is shown apart, not counted. The raw quinn stream keeps nothing: no catch-up.{}\n", rc::CATCHUP_BACKOFF.0.as_millis(), rc::CATCHUP_BACKOFF.1.as_millis(), if self.catchup_pinned { " For these runs the runtime's workers are pinned, one per CPU: live delivery and the return follow different conditions (the return comes after the link has been quiet until declared dead), and with the workers left to the kernel the two phases ran under different placements; `benches/src/net/pin.rs` gives the figures, and `--no-pin` runs without." } else { " The runtime's workers were not pinned (`--no-pin`)." });
             let _ = writeln!(s, "| contender | payload | backlog | live (s) | live rate | catch-up (s) | of which reconnect (s) | catch-up rate | catch-up / live | transfer rate (after reconnect) | transfer / live | before: backoff wait after the heal (s) | check |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|");
             for r in &self.catchup {
                 let ok = r.checked.is_ok() && !r.catchup_s.is_empty();

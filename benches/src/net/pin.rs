@@ -5,17 +5,24 @@
 //! of one contender: live delivery, then the return to a backlog after the
 //! consumer has been away (for ringcast, 600 ms without traffic until its
 //! link is declared dead). Left to the kernel, where the workers ran
-//! differed between the two: with the workers unpinned, ringcast's
-//! catch-up of a 100,000-message backlog took a median 31–33 ms over 12
-//! runs, against 23–26 ms pinned, and its live delivery 36–38 ms against
-//! 31–32 ms. So the workers are pinned, one per CPU, for the catch-up runs
-//! of every contender, and only for those.
+//! differed between the two. Measured with 12 catch-up runs of ringcast per
+//! setting, alternating, 100,000 messages of 100 B:
+//!
+//! | workers | live, median | catch-up, median | catch-up / live |
+//! |---|---|---|---|
+//! | left to the kernel | 37 and 32 ms | 34 and 35 ms | 1.12× and 0.91× |
+//! | pinned | 24 and 31 ms | 18 and 23 ms | 1.33× and 1.35× |
+//!
+//! So the workers are pinned, one per CPU, for the catch-up runs of every
+//! contender.
 //!
 //! The throughput and latency runs compare contenders run back to back
-//! under the same conditions, and keep the kernel's placement: pinned, a
-//! woken worker can no longer move to the idle core, and the paced latency
-//! runs' p50 rose for every contender on the shared runtime (ringcast
-//! 38.5 → 54.8 µs, raw quinn 39.6 → 50.7 µs, Redis 59.4 → 66.1 µs).
+//! under the same conditions, and keep the kernel's placement. Pinned, a
+//! woken worker can no longer move to the idle core, and paced latency
+//! suffers: three alternations of ringcast's and raw quinn's latency runs
+//! (5 runs of 20,000 messages at 5000/s each) gave a p50 of 52.6–54.5 µs
+//! pinned against 40.0–41.1 µs unpinned for ringcast, and 52.2–53.6
+//! against 41.0–44.6 µs for raw quinn.
 //!
 //! Threads the runtime starts for blocking work (the publishers) and the
 //! peer servers' processes are never pinned. `ringcast-benches --no-pin`
@@ -76,6 +83,14 @@ impl Pins {
             // report says which runs were pinned.
             let _ = set_affinity(tid, &self.cpus);
         }
+    }
+
+    /// Whether the last [`Pins::pin`] pinned any worker.
+    pub(crate) fn pinned(&self) -> bool {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .starts_with("workers pinned")
     }
 
     /// One line for the report.
