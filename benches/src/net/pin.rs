@@ -38,35 +38,32 @@ pub(crate) struct Pins {
     /// Thread ids of the workers, in the order they first parked.
     workers: Mutex<Vec<i32>>,
     /// What the last [`Pins::pin`] did, for the report.
-    outcome: Mutex<String>,
+    outcome: Mutex<Outcome>,
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    /// The CPU of each worker pinned.
+    cpus: Vec<usize>,
+    /// Why a worker could not be pinned.
+    failure: Option<String>,
 }
 
 impl Pins {
     /// Pins each worker to a CPU of its own (round robin over [`Pins::cpus`]).
     pub(crate) fn pin(&self) {
         let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
-        let mut pinned = Vec::new();
-        let mut failed = None;
+        let mut outcome = Outcome::default();
         for (i, &tid) in workers.iter().enumerate() {
             if self.cpus.is_empty() {
+                outcome.failure = Some("no CPU to pin to".into());
                 break;
             }
             let cpu = self.cpus[i % self.cpus.len()];
             match set_affinity(tid, &[cpu]) {
-                Ok(()) => pinned.push(cpu.to_string()),
-                Err(e) => failed = Some(e),
+                Ok(()) => outcome.cpus.push(cpu),
+                Err(e) => outcome.failure = Some(e),
             }
-        }
-        let mut outcome = if pinned.is_empty() {
-            "workers not pinned".to_string()
-        } else {
-            format!(
-                "workers pinned to CPUs {} for the catch-up runs",
-                pinned.join(", ")
-            )
-        };
-        if let Some(e) = failed {
-            outcome.push_str(&format!(" (pinning failed: {e})"));
         }
         *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
     }
@@ -79,28 +76,38 @@ impl Pins {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            // A worker left pinned only changes the figures after it; the
-            // report says which runs were pinned.
+            // Nothing runs after the catch-up runs; a worker left pinned
+            // would change no figure.
             let _ = set_affinity(tid, &self.cpus);
         }
     }
 
     /// Whether the last [`Pins::pin`] pinned any worker.
     pub(crate) fn pinned(&self) -> bool {
-        self.outcome
+        !self
+            .outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .starts_with("workers pinned")
+            .cpus
+            .is_empty()
     }
 
     /// One line for the report.
     pub(crate) fn describe(&self) -> String {
         let outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        if outcome.is_empty() {
+        let mut s = if outcome.cpus.is_empty() {
             "workers not pinned".to_string()
         } else {
-            outcome.clone()
+            let cpus: Vec<String> = outcome.cpus.iter().map(|c| c.to_string()).collect();
+            format!(
+                "workers pinned to CPUs {} for the catch-up runs",
+                cpus.join(", ")
+            )
+        };
+        if let Some(e) = &outcome.failure {
+            s.push_str(&format!(" (pinning failed: {e})"));
         }
+        s
     }
 }
 
