@@ -4,9 +4,13 @@
 //! tokio runtime with a worker per core. A catch-up run compares two phases
 //! of one contender: live delivery, then the return to a backlog after the
 //! consumer has been away (for ringcast, 600 ms without traffic until its
-//! link is declared dead). Left to the kernel, where the workers ran
-//! differed between the two. Measured with 12 catch-up runs of ringcast per
-//! setting, alternating, 100,000 messages of 100 B:
+//! link is declared dead). Left to the kernel, how fast each phase ran
+//! depended on what the workers had been doing just before it: 200 ms of
+//! spinning on both workers right before the return cut ringcast's
+//! catch-up from 31–33 ms to 19–25 ms (medians of 16 runs), and the same
+//! spinning on two other threads did not. Pinned, both phases ran faster
+//! and steadier. Measured with 12 catch-up runs of ringcast per setting,
+//! alternating, 100,000 messages of 100 B, no peers running:
 //!
 //! | workers | live, median | catch-up, median | catch-up / live |
 //! |---|---|---|---|
