@@ -61,6 +61,20 @@
 //! Publishing touches no per-slot metadata: a `u64` message is one data
 //! store and one head store, and the slots are as dense as the values.
 //!
+//! Waiting at the head: a reader learns of a new message from the head's
+//! line and copies it from the slot's line. Loaded only once the head has
+//! moved, the slot's line would set out after the head's had arrived, and
+//! a message would take two line transfers to reach a waiting reader. So a
+//! reader that has reloaded the head twice in a row and found nothing new,
+//! which is waiting for the publisher rather than racing it, also loads the
+//! slot of the next message with every further reload, right after the head
+//! and before looking at it: when a message comes, both lines travel at
+//! once, and the copy finds the slot's line arrived or on its way. That
+//! load is not used; the copy is still made, and checked, after the head
+//! has moved. A reader racing the publisher does not do it: there it would
+//! pull the line the publisher is writing away from it between its stores,
+//! and with a reader at the publisher's heels that slowed both.
+//!
 //! The publisher keeps its own copy of the head and never loads the shared
 //! one. Readers poll the shared head, so its cache line keeps moving
 //! between their cores and the publisher's, and a publish that began by
@@ -95,6 +109,11 @@ const fn words<T>() -> usize {
 fn default_step(capacity: usize) -> usize {
     (capacity / 4).max(1)
 }
+
+/// Head reloads in a row that found nothing new, after which a reader's
+/// further reloads also load the slot the next message goes to (module docs:
+/// waiting at the head).
+const TOUCH_AFTER: u32 = 2;
 
 /// What publisher and subscribers share.
 struct Shared<T> {
@@ -150,6 +169,17 @@ impl<T: NoUninit> Shared<T> {
             unsafe { std::ptr::copy_nonoverlapping(word.as_ptr(), dst.add(i * 8), n) };
         }
         value
+    }
+
+    /// Loads the words of `slot` and drops them: only so that their cache
+    /// lines are on their way to this core before the copy needs them.
+    #[inline]
+    fn touch(&self, slot: usize) {
+        let base = slot * words::<T>();
+        for word in &self.data[base..base + words::<T>()] {
+            // Relaxed: the value is not used.
+            let _ = word.load(Ordering::Relaxed);
+        }
     }
 
     /// Stores `value` into `slot`.
@@ -381,6 +411,7 @@ impl<T: NoUninit> RingHandle<T> {
                 cursor: seq,
                 slot: self.shared.slot_of(seq),
                 head: seq,
+                empty: 0,
             },
             shared: Arc::clone(&self.shared),
         }
@@ -460,6 +491,8 @@ struct ReadPos {
     /// complete, so reading up to it needs no further look at `head`, a
     /// cache line the publisher rewrites on every publish.
     head: u64,
+    /// Head reloads in a row that found nothing new.
+    empty: u32,
 }
 
 impl<T: NoUninit> Shared<T> {
@@ -589,11 +622,18 @@ impl<T: NoUninit> Shared<T> {
         // final, so "caught up and closed" means nothing more, ever.
         let closed = self.state.is_closed();
         pos.head = self.state.head();
+        // Before the check, not behind it (module docs: waiting at the
+        // head).
+        if pos.empty >= TOUCH_AFTER {
+            self.touch(pos.slot);
+        }
         if pos.cursor < pos.head {
+            pos.empty = 0;
             Ok(())
         } else if closed {
             Err(TryRecvError::Closed)
         } else {
+            pos.empty = pos.empty.saturating_add(1);
             Err(TryRecvError::Empty)
         }
     }

@@ -422,6 +422,30 @@ fn values_of_odd_sizes_round_trip() {
     assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
 }
 
+#[test]
+fn a_reader_waiting_at_the_head_gets_every_message_around_the_ring() {
+    // Several empty receives before each publish: a waiting reader's head
+    // reloads also load the next message's slot. Every slot, across the
+    // wrap, for a value of several words, by both kinds of receive.
+    let (mut publisher, mut sub) = channel::<[u64; 3]>(4);
+    let mut batch = Vec::new();
+    for i in 0..20u64 {
+        for _ in 0..4 {
+            assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+        }
+        let value = [i, !i, i.wrapping_mul(3)];
+        publisher.publish(value);
+        if i % 2 == 0 {
+            assert_eq!(sub.try_recv(), Ok(value));
+        } else {
+            assert_eq!(sub.try_recv_many(&mut batch, 8), Ok(1));
+            assert_eq!(batch.pop(), Some(value));
+        }
+    }
+    drop(publisher);
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Closed));
+}
+
 // ---------------------------------------------------------------------------
 // Positions near the top of the u64 range
 // ---------------------------------------------------------------------------
