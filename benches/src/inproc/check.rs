@@ -138,6 +138,28 @@ impl Sink for CheckSink {
     }
 }
 
+/// Reads `clock` once every load before the call has completed, so that a
+/// reader is timed when it has the message, not when it has only learned
+/// that the message is there.
+///
+/// On x86-64 the clock is the TSC, and `rdtsc` on its own may execute
+/// before earlier loads have completed. A reader that learns of a message
+/// from one cache line (a ring's head) and copies it from another (the slot)
+/// would then read the clock while the copy is still on its way, and the
+/// second line's trip would go untimed; a reader that learns of a message
+/// from the line that carries it could not be timed early that way. A load
+/// fence in front of the read waits for both. Elsewhere the clock is read
+/// as is.
+#[inline]
+pub fn read_after_loads(clock: &quanta::Clock) -> u64 {
+    // SAFETY: `lfence` belongs to SSE2, which every x86-64 processor has.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_lfence()
+    };
+    clock.raw()
+}
+
 /// A sink that checks and records one-way latency from the message's
 /// timestamp into a histogram.
 pub struct LatencySink<'a> {
@@ -158,7 +180,7 @@ pub struct LatencySink<'a> {
 impl Sink for LatencySink<'_> {
     #[inline]
     fn msg(&mut self, seq_bits: u64, ts: u64) {
-        let now = self.clock.raw().wrapping_sub(self.base) & self.ts_mask;
+        let now = read_after_loads(self.clock).wrapping_sub(self.base) & self.ts_mask;
         if self.checker.delivered + self.checker.missed >= self.record_from {
             let ns = self.clock.delta_as_nanos(ts, now);
             // Values beyond the histogram's range are clamped to it.

@@ -734,7 +734,11 @@ fn write_sections(
     s.text(format!(
         "One reader; the publisher publishes a message every {} µs (achieved: median \
          interval {}), stamping each with the shared TSC clock (`quanta`) just before \
-         publishing; the reader records receive time − stamp in an HDR histogram. {} \
+         publishing; the reader records receive time − stamp in an HDR histogram, reading \
+         the clock only once the loads that brought it the message have completed (a load \
+         fence before the TSC read: without it the processor may read the clock while the \
+         message is still on its way, and a reader that learns of a message from one cache \
+         line and copies it from another is timed before it has it). {} \
          messages per run, the first {} not recorded. Percentiles are medians over runs; the \
          plots merge all runs. Resolution: a clock read takes about 10 ns on this VM, so \
          sub-100 ns medians move in ~10 ns steps. Tails (p99.9, max) near a millisecond, \
