@@ -545,23 +545,24 @@ impl<T: NoUninit> Shared<T> {
         if max == 0 {
             return Ok(0);
         }
-        let mut hot = self.hot(pos);
-        if seq >= pos.head || pos.head - seq <= hot {
+        if seq >= pos.head || pos.head - seq <= self.hot(pos) {
             // Nothing cached, or only messages in the line being written:
             // look for more first.
             self.refresh_head(pos)?;
-            hot = self.hot(pos);
         }
         let cached = pos.head - seq;
         // No more than the ring holds: a reader lapped far behind must not
         // reserve room for everything it missed before it learns that it
         // missed it. Below `max`, so it fits a `usize`.
         let mut n = cached.min(self.slots).min(max as u64) as usize;
-        if n as u64 == cached {
+        if n as u64 == cached && n > 1 {
             // The batch would end at the head. Leave the messages that share
             // a cache line with the next publish for the next call, unless
             // they are all there is: reading that line now would only pull
             // it away from the publisher, which is about to write it again.
+            // (One message is all there is: a reader waiting at the head
+            // takes it without working out the line.)
+            let hot = self.hot(pos);
             if cached > hot {
                 n -= hot as usize;
             }
@@ -616,7 +617,11 @@ impl<T: NoUninit> Shared<T> {
 
     /// Reloads the head once the cursor has caught up with the cached one:
     /// `Err(Empty)` or `Err(Closed)` if there is still nothing to read.
-    #[cold]
+    ///
+    /// Inlined, not kept out of line as rare: a reader waiting at the head
+    /// runs it on every receive, and when a message comes, the steps from
+    /// the head's arrival to the copy are the reader's share of the latency.
+    #[inline]
     fn refresh_head(&self, pos: &mut ReadPos) -> Result<(), TryRecvError> {
         // `closed` first: if it reads true, the head loaded after it is
         // final, so "caught up and closed" means nothing more, ever.
