@@ -65,15 +65,16 @@
 //! line and copies it from the slot's line. Loaded only once the head has
 //! moved, the slot's line would set out after the head's had arrived, and
 //! a message would take two line transfers to reach a waiting reader. So a
-//! reader that has reloaded the head twice in a row and found nothing new,
-//! which is waiting for the publisher rather than racing it, also loads the
-//! slot of the next message with every further reload, right after the head
-//! and before looking at it: when a message comes, both lines travel at
-//! once, and the copy finds the slot's line arrived or on its way. That
-//! load is not used; the copy is still made, and checked, after the head
-//! has moved. A reader racing the publisher does not do it: there it would
-//! pull the line the publisher is writing away from it between its stores,
-//! and with a reader at the publisher's heels that slowed both.
+//! reader that has reloaded the head [`TOUCH_AFTER`] times in a row and
+//! found nothing new, which is waiting for the publisher rather than racing
+//! it, also loads the slot of the next message with every further reload,
+//! right after the head and before looking at it: when a message comes,
+//! both lines travel at once, and the copy finds the slot's line arrived or
+//! on its way. That load is not used; the copy is still made, and checked,
+//! after the head has moved. A reader racing the publisher does not do it:
+//! there it would pull the line the publisher is writing away from it
+//! between its stores, and with a reader at the publisher's heels that
+//! slowed both.
 //!
 //! The publisher keeps its own copy of the head and never loads the shared
 //! one. Readers poll the shared head, so its cache line keeps moving
@@ -112,8 +113,11 @@ fn default_step(capacity: usize) -> usize {
 
 /// Head reloads in a row that found nothing new, after which a reader's
 /// further reloads also load the slot the next message goes to (module docs:
-/// waiting at the head).
-const TOUCH_AFTER: u32 = 2;
+/// waiting at the head). Enough that a reader racing a publisher, which
+/// finds nothing now and then between two messages, does not do it; few
+/// enough that a reader waiting microseconds for the next message does it
+/// for most of the wait.
+const TOUCH_AFTER: u32 = 16;
 
 /// What publisher and subscribers share.
 struct Shared<T> {

@@ -424,13 +424,14 @@ fn values_of_odd_sizes_round_trip() {
 
 #[test]
 fn a_reader_waiting_at_the_head_gets_every_message_around_the_ring() {
-    // Several empty receives before each publish: a waiting reader's head
-    // reloads also load the next message's slot. Every slot, across the
-    // wrap, for a value of several words, by both kinds of receive.
+    // Enough empty receives before each publish that the reader's head
+    // reloads also load the next message's slot (after 16 in a row). Every
+    // slot, across the wrap, for a value of several words, by both kinds of
+    // receive.
     let (mut publisher, mut sub) = channel::<[u64; 3]>(4);
     let mut batch = Vec::new();
     for i in 0..20u64 {
-        for _ in 0..4 {
+        for _ in 0..20 {
             assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
         }
         let value = [i, !i, i.wrapping_mul(3)];
