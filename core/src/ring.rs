@@ -175,17 +175,6 @@ impl<T: NoUninit> Shared<T> {
         value
     }
 
-    /// Loads the words of `slot` and drops them: only so that their cache
-    /// lines are on their way to this core before the copy needs them.
-    #[inline]
-    fn touch(&self, slot: usize) {
-        let base = slot * words::<T>();
-        for word in &self.data[base..base + words::<T>()] {
-            // Relaxed: the value is not used.
-            let _ = word.load(Ordering::Relaxed);
-        }
-    }
-
     /// Stores `value` into `slot`.
     #[inline]
     fn store(&self, slot: usize, value: &T) {
@@ -632,9 +621,9 @@ impl<T: NoUninit> Shared<T> {
         let closed = self.state.is_closed();
         pos.head = self.state.head();
         // Before the check, not behind it (module docs: waiting at the
-        // head).
+        // head). The copy is dropped: only its cache lines are wanted.
         if pos.empty >= TOUCH_AFTER {
-            self.touch(pos.slot);
+            let _ = self.load(pos.slot);
         }
         if pos.cursor < pos.head {
             pos.empty = 0;
