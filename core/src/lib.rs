@@ -141,6 +141,7 @@
 mod barrier;
 pub mod bytes;
 mod error;
+mod prefetch;
 mod recv;
 mod ring;
 mod seq;

@@ -61,6 +61,16 @@
 //! Publishing touches no per-slot metadata: a `u64` message is one data
 //! store and one head store, and the slots are as dense as the values.
 //!
+//! Taking lines ahead: a reader that keeps up has a copy of every line the
+//! publisher comes back to, left from the lap before, and the publisher's
+//! first store to each line waits for that copy to be invalidated. Once per
+//! line, the publisher asks for the line [`prefetch::AHEAD_BYTES`] ahead of
+//! the slot it writes with a write prefetch, so that the line is its own by
+//! the time it gets there (module `prefetch`). Where a round trip between
+//! two cores is long, that was what set the publisher's pace with a reader
+//! at its heels. It is a hint and nothing else: the protocol above neither
+//! knows nor needs it.
+//!
 //! Waiting at the head: a reader learns of a new message from the head's
 //! line and copies it from the slot's line. Loaded only once the head has
 //! moved, the slot's line would set out after the head's had arrived, and
@@ -93,6 +103,7 @@ use bytemuck::NoUninit;
 use crossbeam_utils::CachePadded;
 
 use crate::error::{RecvError, RecvTimeoutError, SubscribeError, TryRecvError};
+use crate::prefetch;
 use crate::recv::{self, Recv};
 use crate::seq::round_capacity;
 use crate::sync::{fence, Arc, AtomicU64, Ordering};
@@ -109,6 +120,38 @@ const fn words<T>() -> usize {
 /// its own slot). Module docs: why a quarter.
 fn default_step(capacity: usize) -> usize {
     (capacity / 4).max(1)
+}
+
+/// Slots ahead of the one it writes that the publisher takes a line for
+/// writing (module docs: taking lines ahead): [`prefetch::AHEAD_BYTES`] of
+/// messages of `bytes` each, at least one, at most a reservation `step`;
+/// 0 where the CPU cannot prefetch for writing.
+fn prefetch_distance(bytes: usize, step: usize) -> usize {
+    if bytes == 0 || !prefetch::available() {
+        // A zero-sized `T` has no lines to take.
+        return 0;
+    }
+    (prefetch::AHEAD_BYTES / bytes).clamp(1, step)
+}
+
+/// The slot whose line the publisher takes for writing as it writes `slot`
+/// ([`Shared::take_line_ahead`]): `ahead` slots further, wrapping, if
+/// `slot` is the first of the ring's slots to start in its cache line, so
+/// that each line asks once; for values of a line or more, every slot is.
+/// `base` is the address of the ring's first slot, `bytes` a slot's size,
+/// and `ahead` at most `slots`.
+#[inline]
+fn line_ahead(base: usize, bytes: usize, slot: usize, ahead: usize, slots: usize) -> Option<usize> {
+    if slot != 0 && base.wrapping_add(slot * bytes) % 64 >= bytes {
+        // The slot before this one starts in the same line.
+        return None;
+    }
+    let mut at = slot + ahead;
+    if at >= slots {
+        // `slot < slots` and `ahead <= slots`: once is enough.
+        at -= slots;
+    }
+    Some(at)
 }
 
 /// Head reloads in a row that found nothing new, after which a reader's
@@ -132,6 +175,9 @@ struct Shared<T> {
     slots: u64,
     /// Messages reserved at a time.
     step: u64,
+    /// How many slots ahead of the one it writes the publisher takes a
+    /// line for writing; 0 for not at all (module docs: taking lines ahead).
+    ahead: usize,
     /// Values of `T` cross threads by copy; the ring never holds a `&T`.
     _values: PhantomData<fn(T) -> T>,
 }
@@ -173,6 +219,21 @@ impl<T: NoUninit> Shared<T> {
             unsafe { std::ptr::copy_nonoverlapping(word.as_ptr(), dst.add(i * 8), n) };
         }
         value
+    }
+
+    /// Takes for writing the line where the slot `ahead` slots past `slot`
+    /// starts, once per line (module docs: taking lines ahead).
+    #[inline]
+    fn take_line_ahead(&self, slot: usize) {
+        if self.ahead == 0 {
+            return;
+        }
+        let base = self.data.as_ptr();
+        let bytes = words::<T>() * 8;
+        if let Some(ahead) = line_ahead(base as usize, bytes, slot, self.ahead, self.slots as usize)
+        {
+            prefetch::for_write(base.wrapping_add(ahead * words::<T>()));
+        }
     }
 
     /// Stores `value` into `slot`.
@@ -250,6 +311,7 @@ fn build<T: NoUninit + Send>(
         data: (0..total).map(|_| AtomicU64::new(0)).collect(),
         slots: slots as u64,
         step: step as u64,
+        ahead: prefetch_distance(words::<T>() * 8, step),
         _values: PhantomData,
     });
     let handle = RingHandle { shared };
@@ -302,6 +364,7 @@ impl<T: NoUninit> Publisher<T> {
         // Below `slots`: a reservation covers consecutive slots (`reserve`).
         let slot = seq.wrapping_sub(self.offset) as usize;
         shared.store(slot, &value);
+        shared.take_line_ahead(slot);
         self.head = seq + 1;
         shared.state.advance(seq + 1);
         seq
@@ -760,5 +823,44 @@ impl<T: NoUninit> std::fmt::Debug for Subscriber<T> {
         f.debug_struct("Subscriber")
             .field("cursor", &self.pos.cursor)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_ahead;
+
+    /// Over one lap, every cache line in which some slot starts asks for
+    /// exactly one line, `ahead` slots on from the first slot starting in
+    /// it, wrapping inside the ring.
+    #[test]
+    fn each_line_takes_one_line_ahead() {
+        for bytes in [8, 16, 24, 40, 64, 72, 200] {
+            for base in [0, 8, 16, 40, 56] {
+                for slots in [1, 2, 3, 7, 64, 79, 1279] {
+                    for ahead in [1, slots / 2, slots].into_iter().filter(|&a| a >= 1) {
+                        let mut asked = std::collections::BTreeMap::new();
+                        for slot in 0..slots {
+                            let line = (base + slot * bytes) / 64;
+                            if let Some(at) = line_ahead(base, bytes, slot, ahead, slots) {
+                                assert_eq!(at, (slot + ahead) % slots);
+                                assert!(
+                                    asked.insert(line, slot).is_none(),
+                                    "line {line} asked twice"
+                                );
+                            }
+                        }
+                        for slot in 0..slots {
+                            let line = (base + slot * bytes) / 64;
+                            let first = asked.get(&line).copied();
+                            assert!(
+                                first.is_some_and(|f| f <= slot),
+                                "line {line} of slot {slot} never asked first"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
