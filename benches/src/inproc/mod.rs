@@ -688,6 +688,18 @@ fn write_sections(
          messages each reader received per second from the start to its end of stream, \
          averaged over readers. Loss: the share of messages readers were told they missed.",
     );
+    s.text(
+        "These figures also depend on memory layout that neither contender controls. Two \
+         builds of this benchmark that differed only in ringcast-core's code measured the \
+         disruptor's u64 publish rate with one reader at 536 M/s in one and 947 M/s in the \
+         other (medians of 11 alternating runs each, in rounds where a cache line took under \
+         120 ns to cross from one of the machine's cores to the other). The second build, \
+         started with a longer environment, which moves the main thread's stack, measured \
+         509 to 806 M/s; compiled with every loop aligned to 64 bytes \
+         (`-C llvm-args=-align-loops=64`), the two builds gave 539 and 545 M/s. So a ratio \
+         against a peer from one build and one start can be off by that much, in either \
+         direction, with no change to either contender.",
+    );
     for (kind, _) in &kinds {
         let mut t = Table::new(&[
             "contender",
