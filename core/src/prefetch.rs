@@ -24,12 +24,12 @@
 
 /// How far ahead of the slot it writes the publisher takes lines for
 /// writing: 1 KiB, 128 `u64` messages. Measured with a reader reading as
-/// fast as it can, on a machine whose cache-line round trip between cores is either about
-/// 50 ns or about 450 ns: in the slow case, taking lines 1 KiB ahead made
-/// the publisher about 1.4 to 1.7 times as fast as not taking them, 2 KiB
-/// ahead about 1.2 times, and 256 or 512 bytes ahead no faster (too near
-/// for the request to come back in time); in the fast case, each distance
-/// made it about a seventh slower.
+/// fast as it can, on a machine whose cache-line round trip between cores
+/// is either about 50 ns or about 450 ns: in the slow case, taking lines
+/// 1 KiB ahead made the publisher about 1.4 to 1.7 times as fast as not
+/// taking them, 2 KiB ahead about 1.2 times, and 256 or 512 bytes ahead no
+/// faster (too near for the request to come back in time); in the fast
+/// case, each distance made it about a seventh slower.
 pub(crate) const AHEAD_BYTES: usize = 1024;
 
 /// Whether [`for_write`] does anything on this CPU.
@@ -48,13 +48,16 @@ pub(crate) fn available() -> bool {
 }
 
 /// Asks for the cache line holding `addr` in a state the CPU can write.
-/// Only call it where [`available`] said true.
+///
+/// # Safety
+/// The CPU must have the instruction: only call it where [`available`]
+/// returned true. Any address will do.
 #[cfg(all(target_arch = "x86_64", not(ringcast_loom), not(miri)))]
 #[inline(always)]
-pub(crate) fn for_write<T>(addr: *const T) {
-    // SAFETY: a prefetch accesses no memory the program can observe and
-    // never faults, whatever the address; `available` checked that the CPU
-    // has the instruction.
+pub(crate) unsafe fn for_write<T>(addr: *const T) {
+    // SAFETY: the caller checked that the CPU has the instruction; a
+    // prefetch accesses no memory the program can observe and never faults,
+    // whatever the address.
     unsafe {
         std::arch::asm!(
             "prefetchw byte ptr [{0}]",
@@ -65,7 +68,10 @@ pub(crate) fn for_write<T>(addr: *const T) {
 }
 
 /// Asks for the cache line holding `addr` in a state the CPU can write.
-/// Only call it where [`available`] said true.
+///
+/// # Safety
+/// None needed here (it does nothing); the signature matches the x86-64
+/// version's.
 #[cfg(not(all(target_arch = "x86_64", not(ringcast_loom), not(miri))))]
 #[inline(always)]
-pub(crate) fn for_write<T>(_addr: *const T) {}
+pub(crate) unsafe fn for_write<T>(_addr: *const T) {}

@@ -67,9 +67,11 @@
 //! line, the publisher asks for the line [`prefetch::AHEAD_BYTES`] ahead of
 //! the slot it writes with a write prefetch, so that the line is its own by
 //! the time it gets there (module `prefetch`). Where a round trip between
-//! two cores is long, that was what set the publisher's pace with a reader
-//! at its heels. It is a hint and nothing else: the protocol above neither
-//! knows nor needs it.
+//! two cores is long, that wait was what set the publisher's pace with a
+//! reader at its heels; where it is short, the hint costs the publisher
+//! some of its pace instead ([`prefetch::AHEAD_BYTES`] says how much). It
+//! is a hint and nothing else: the protocol above neither knows nor needs
+//! it.
 //!
 //! Waiting at the head: a reader learns of a new message from the head's
 //! line and copies it from the slot's line. Loaded only once the head has
@@ -232,7 +234,9 @@ impl<T: NoUninit> Shared<T> {
         let bytes = words::<T>() * 8;
         if let Some(ahead) = line_ahead(base as usize, bytes, slot, self.ahead, self.slots as usize)
         {
-            prefetch::for_write(base.wrapping_add(ahead * words::<T>()));
+            // SAFETY: `self.ahead` is not 0, so `prefetch::available()` was
+            // true when the ring was built (`prefetch_distance`).
+            unsafe { prefetch::for_write(base.wrapping_add(ahead * words::<T>())) };
         }
     }
 
