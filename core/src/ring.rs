@@ -68,10 +68,10 @@
 //! the slot it writes with a write prefetch, so that the line is its own by
 //! the time it gets there (module `prefetch`). Where a round trip between
 //! two cores is long, that wait was what set the publisher's pace with a
-//! reader at its heels; where it is short, the hint costs the publisher
-//! some of its pace instead ([`prefetch::AHEAD_BYTES`] says how much). It
-//! is a hint and nothing else: the protocol above neither knows nor needs
-//! it.
+//! reader at its heels; where it is short, the hint may cost the publisher
+//! some of its pace instead ([`prefetch::AHEAD_BYTES`] says what was
+//! measured). It is a hint and nothing else: the protocol above neither
+//! knows nor needs it.
 //!
 //! Waiting at the head: a reader learns of a new message from the head's
 //! line and copies it from the slot's line. Loaded only once the head has
