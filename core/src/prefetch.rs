@@ -27,7 +27,7 @@
 /// fast as it can, on a machine whose cache-line round trip between cores
 /// is either about 50 ns or about 450 ns: in the slow case, taking lines
 /// 1 KiB ahead made the publisher about 1.4 to 1.7 times as fast as not
-/// taking them, 2 KiB ahead about 1.2 times, and 256 or 512 bytes ahead no
+/// taking them, 2 KiB ahead 1.2 to 1.4 times, and 256 or 512 bytes ahead no
 /// faster (too near for the request to come back in time). In the fast
 /// case, builds that take lines ahead published about a seventh slower
 /// than the build that does not; but there, code layout alone moves the
