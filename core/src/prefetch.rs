@@ -35,46 +35,49 @@
 /// prefetch instruction published a fifth slower than either).
 pub(crate) const AHEAD_BYTES: usize = 1024;
 
-/// Whether [`for_write`] does anything on this CPU.
-#[cfg(all(target_arch = "x86_64", not(ringcast_loom), not(miri)))]
-pub(crate) fn available() -> bool {
-    // CPUID leaf 0x8000_0001, ECX bit 8: PREFETCHW (AMD: 3DNowPrefetch).
-    // Every x86-64 CPU has this leaf: it is where long mode is reported.
-    let ecx = std::arch::x86_64::__cpuid(0x8000_0001).ecx;
-    ecx & (1 << 8) != 0
-}
+pub(crate) use imp::{available, for_write};
 
-/// Whether [`for_write`] does anything on this CPU.
-#[cfg(not(all(target_arch = "x86_64", not(ringcast_loom), not(miri))))]
-pub(crate) fn available() -> bool {
-    false
-}
-
-/// Asks for the cache line holding `addr` in a state the CPU can write.
-///
-/// # Safety
-/// The CPU must have the instruction: only call it where [`available`]
-/// returned true. Any address will do.
 #[cfg(all(target_arch = "x86_64", not(ringcast_loom), not(miri)))]
-#[inline(always)]
-pub(crate) unsafe fn for_write<T>(addr: *const T) {
-    // SAFETY: the caller checked that the CPU has the instruction; a
-    // prefetch accesses no memory the program can observe and never faults,
-    // whatever the address.
-    unsafe {
-        std::arch::asm!(
-            "prefetchw byte ptr [{0}]",
-            in(reg) addr,
-            options(nostack, preserves_flags, readonly)
-        );
+mod imp {
+    /// Whether [`for_write`] does anything on this CPU.
+    pub(crate) fn available() -> bool {
+        // CPUID leaf 0x8000_0001, ECX bit 8: PREFETCHW (AMD: 3DNowPrefetch).
+        // Every x86-64 CPU has this leaf: it is where long mode is reported.
+        let ecx = std::arch::x86_64::__cpuid(0x8000_0001).ecx;
+        ecx & (1 << 8) != 0
+    }
+
+    /// Asks for the cache line holding `addr` in a state the CPU can write.
+    ///
+    /// # Safety
+    /// The CPU must have the instruction: only call it where [`available`]
+    /// returned true. Any address will do.
+    #[inline(always)]
+    pub(crate) unsafe fn for_write<T>(addr: *const T) {
+        // SAFETY: the caller checked that the CPU has the instruction; a
+        // prefetch accesses no memory the program can observe and never
+        // faults, whatever the address.
+        unsafe {
+            std::arch::asm!(
+                "prefetchw byte ptr [{0}]",
+                in(reg) addr,
+                options(nostack, preserves_flags, readonly)
+            );
+        }
     }
 }
 
-/// Asks for the cache line holding `addr` in a state the CPU can write.
-///
-/// # Safety
-/// None needed here (it does nothing); the signature matches the x86-64
-/// version's.
 #[cfg(not(all(target_arch = "x86_64", not(ringcast_loom), not(miri))))]
-#[inline(always)]
-pub(crate) unsafe fn for_write<T>(_addr: *const T) {}
+mod imp {
+    /// Whether [`for_write`] does anything on this CPU: never, here.
+    pub(crate) fn available() -> bool {
+        false
+    }
+
+    /// Does nothing; the signature matches the x86-64 version's.
+    ///
+    /// # Safety
+    /// None needed.
+    #[inline(always)]
+    pub(crate) unsafe fn for_write<T>(_addr: *const T) {}
+}
