@@ -65,8 +65,9 @@ pub struct Opts {
     /// Timed runs per figure (default: 5 in full mode, 1 in quick mode).
     #[arg(long, value_name = "N")]
     pub runs: Option<usize>,
-    /// Only run in-process contenders whose name contains this (repeatable;
-    /// ringcast always runs). For development; the report says so.
+    /// Only run contenders whose name contains this (repeatable; ringcast
+    /// always runs): in-process by name, network by short name (`quinn`,
+    /// `nats`, `redis`). For development; the report says so.
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
     /// Only run in-process message types whose name contains this
@@ -78,6 +79,10 @@ pub struct Opts {
     /// development/profiling.
     #[arg(long, value_name = "PHASE")]
     pub phase: Vec<String>,
+    /// Only run these network phases (repeatable: `throughput`, `latency`,
+    /// `catchup`). For development/profiling.
+    #[arg(long, value_name = "PHASE", value_parser = ["throughput", "latency", "catchup"])]
+    pub net_phase: Vec<String>,
 }
 
 /// The command that regenerates BENCHMARKS.md, quoted in its header.
@@ -163,6 +168,12 @@ fn network_half(opts: &Opts, report: &mut Report) {
         net_opts.runs = runs;
     }
     net_opts.pin_workers = !opts.no_pin;
+    net_opts.phases = opts.net_phase.clone();
+    if !opts.only.is_empty() {
+        net_opts.contenders.retain(|c| {
+            *c == net::Contender::Ringcast || opts.only.iter().any(|o| c.key().contains(o.as_str()))
+        });
+    }
     let results = net::run(&net_opts);
     let section = report.section("Network (loopback)");
     section.text(results.to_markdown());
@@ -232,6 +243,9 @@ fn header(opts: &Opts, cpu: &report::CpuUse) -> String {
     }
     for p in &opts.phase {
         flags.push(format!("--phase {p}"));
+    }
+    for p in &opts.net_phase {
+        flags.push(format!("--net-phase {p}"));
     }
     s.push_str(&format!(
         "This run: `{COMMAND}{}{}`, {} UTC.\n\n",

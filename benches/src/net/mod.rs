@@ -156,6 +156,9 @@ pub struct NetOpts {
     /// Pin each worker thread to a CPU of its own for the catch-up runs
     /// (see [`pin`]). Default on.
     pub pin_workers: bool,
+    /// Only these phases (`throughput`, `latency`, `catchup`); all when
+    /// empty. For development and profiling.
+    pub phases: Vec<String>,
 }
 
 impl NetOpts {
@@ -181,6 +184,7 @@ impl NetOpts {
             verbose: true,
             worker_threads: 2,
             pin_workers: true,
+            phases: Vec::new(),
         }
     }
 
@@ -437,16 +441,23 @@ pub fn run(opts: &NetOpts) -> NetResults {
         })
         .collect();
 
+    let phase = |name: &str| opts.phases.is_empty() || opts.phases.iter().any(|p| p == name);
     runtime.block_on(async {
-        throughput_all(opts, &env, &contenders, &mut results).await;
-        latency_all(opts, &env, &contenders, &mut results).await;
-        // Pinned for the catch-up runs only: see `pin`.
-        if let Some(pins) = &pins {
-            pins.pin();
+        if phase("throughput") {
+            throughput_all(opts, &env, &contenders, &mut results).await;
         }
-        catchup_all(opts, &env, &contenders, &mut results).await;
-        if let Some(pins) = &pins {
-            pins.unpin();
+        if phase("latency") {
+            latency_all(opts, &env, &contenders, &mut results).await;
+        }
+        if phase("catchup") {
+            // Pinned for the catch-up runs only: see `pin`.
+            if let Some(pins) = &pins {
+                pins.pin();
+            }
+            catchup_all(opts, &env, &contenders, &mut results).await;
+            if let Some(pins) = &pins {
+                pins.unpin();
+            }
         }
     });
     drop(runtime);
