@@ -222,7 +222,21 @@ async fn stream(
         if let Err((code, error)) = result {
             return Err(super::close(&conn, code, error));
         }
-        if let Some(ack) = session.poll_ack(Instant::now()) {
+        let ack = session.poll_ack(Instant::now());
+        // The flush woke the subscriptions' tasks into this worker's
+        // next-task slot. Writing the ack now would wake the connection's
+        // driver into that slot instead, sending them to the back of the
+        // queue or to another worker; arming the ack timer now (the next
+        // pass does, when progress is newly unacknowledged) would make a
+        // system call to wake a parked worker for the earlier deadline.
+        // Either way the messages just delivered would wait for it. Yielding
+        // once first lets the subscribers run first; it happens at most
+        // once per ack.
+        let arms = deadline.is_none() && session.next_ack_deadline().is_some();
+        if read > 0 && (ack.is_some() || arms) {
+            tokio::task::yield_now().await;
+        }
+        if let Some(ack) = ack {
             out.clear();
             encoder
                 .encode(&ack, &mut out)
