@@ -230,10 +230,13 @@ async fn stream(
         // pass does, when progress is newly unacknowledged) would make a
         // system call to wake a parked worker for the earlier deadline.
         // Either way the messages just delivered would wait for it. Yielding
-        // once first lets the subscribers run first; it happens at most
-        // once per ack.
+        // once first lets the subscribers run first. Only after a read of
+        // one chunk, though: that is sparse traffic, where the subscribers
+        // wait for each message. A busy stream brings many chunks per read,
+        // its subscribers are running or queued already, and a yield per
+        // read would only cost a poll of the runtime's driver each time.
         let arms = deadline.is_none() && session.next_ack_deadline().is_some();
-        if read > 0 && (ack.is_some() || arms) {
+        if read == 1 && (ack.is_some() || arms) {
             tokio::task::yield_now().await;
         }
         if let Some(ack) = ack {
